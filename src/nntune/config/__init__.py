@@ -1,0 +1,45 @@
+"""Typed, validated config: YAML in and out, ``--set`` overrides, JSON Schema. Knows no torch."""
+
+from nntune.config._component import Component
+from nntune.config._load import (
+    apply_overrides,
+    config_json_schema,
+    config_to_dict,
+    config_to_yaml,
+    load_config,
+    parse_override,
+    read_yaml,
+    validate_config,
+)
+from nntune.config._schema import (
+    COMPONENT_FIELDS,
+    Config,
+    DataConfig,
+    EarlyStoppingConfig,
+    GradClipConfig,
+    ModelConfig,
+    RegularizationConfig,
+    SearchConfig,
+    TrainConfig,
+)
+
+__all__ = [
+    "COMPONENT_FIELDS",
+    "Component",
+    "Config",
+    "DataConfig",
+    "EarlyStoppingConfig",
+    "GradClipConfig",
+    "ModelConfig",
+    "RegularizationConfig",
+    "SearchConfig",
+    "TrainConfig",
+    "apply_overrides",
+    "config_json_schema",
+    "config_to_dict",
+    "config_to_yaml",
+    "load_config",
+    "parse_override",
+    "read_yaml",
+    "validate_config",
+]

@@ -1,0 +1,21 @@
+"""Data: built-in datasets and files, splits, preprocessing (fitted on training data only),
+augmentation."""
+
+from nntune.data.augment import AUGMENT, AugmentContext, Augmentation, Batch
+from nntune.data.datasets import DATASETS, RawDataset, load_dataset
+from nntune.data.pipeline import DataBundle, Pipeline, prepare_data
+from nntune.data.preprocess import PREPROCESS
+
+__all__ = [
+    "AUGMENT",
+    "DATASETS",
+    "PREPROCESS",
+    "AugmentContext",
+    "Augmentation",
+    "Batch",
+    "DataBundle",
+    "Pipeline",
+    "RawDataset",
+    "load_dataset",
+    "prepare_data",
+]

@@ -1,0 +1,291 @@
+"""From a data config to tensors: load, split, fit preprocessing on the training part, encode."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from nntune.config import Component, DataConfig
+from nntune.data.datasets import RawDataset, load_dataset
+from nntune.data.preprocess import PREPROCESS, Preprocessor, is_numeric
+from nntune.data.splits import split_off, subsample
+from nntune.errors import DataError
+
+MAX_CLASSES_FOR_INTEGER_TARGET = 50
+
+
+class Pipeline:
+    """Fitted preprocessing steps plus the facts needed to apply them to new raw inputs."""
+
+    def __init__(self, steps: Sequence[tuple[Component, Preprocessor]]) -> None:
+        self.steps = list(steps)
+        self.input_columns: list[str] = []
+        self.raw_shape: tuple[int, ...] = ()
+
+    @classmethod
+    def from_components(cls, components: Sequence[Component]) -> Pipeline:
+        steps = []
+        for i, component in enumerate(components):
+            entry = PREPROCESS.get(component.name, key=f"data.preprocess[{i}]")
+            options = entry.parse_options(component.options, f"data.preprocess[{i}]")
+            steps.append((component, entry.builder(options)))
+        return cls(steps)
+
+    def fit_transform(self, frame: pd.DataFrame) -> pd.DataFrame:
+        self.input_columns = [str(c) for c in frame.columns]
+        for _, step in self.steps:
+            step.fit(frame)
+            frame = step.transform(frame)
+        return frame
+
+    def transform(self, frame: pd.DataFrame) -> pd.DataFrame:
+        for _, step in self.steps:
+            frame = step.transform(frame)
+        return frame
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "input_columns": list(self.input_columns),
+            "raw_shape": list(self.raw_shape),
+            "steps": [
+                {"name": c.name, "options": dict(c.options), "state": s.state_dict()}
+                for c, s in self.steps
+            ],
+        }
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> Pipeline:
+        components = [Component(name=s["name"], options=s["options"]) for s in state["steps"]]
+        pipeline = cls.from_components(components)
+        for (_, step), saved in zip(pipeline.steps, state["steps"], strict=True):
+            step.load_state_dict(saved["state"])
+        pipeline.input_columns = list(state["input_columns"])
+        pipeline.raw_shape = tuple(state["raw_shape"])
+        return pipeline
+
+
+@dataclass
+class DataBundle:
+    """Tensors of every split plus what is needed to build a model and read its outputs."""
+
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_val: torch.Tensor | None
+    y_val: torch.Tensor | None
+    x_test: torch.Tensor | None
+    y_test: torch.Tensor | None
+    task: str
+    n_outputs: int
+    sample_shape: tuple[int, ...]
+    class_names: list[str] | None = None
+    feature_names: list[str] = field(default_factory=list)
+    pipeline: Pipeline | None = None
+    dataset: str = ""
+
+    def split(self, name: str) -> tuple[torch.Tensor, torch.Tensor] | None:
+        x, y = getattr(self, f"x_{name}"), getattr(self, f"y_{name}")
+        return None if x is None or y is None else (x, y)
+
+    def meta(self) -> dict[str, Any]:
+        """Plain facts saved with checkpoints, so that a run folder can predict on raw inputs."""
+        return {
+            "task": self.task,
+            "n_outputs": self.n_outputs,
+            "sample_shape": list(self.sample_shape),
+            "class_names": self.class_names,
+            "feature_names": list(self.feature_names),
+            "dataset": self.dataset,
+            "pipeline": self.pipeline.state_dict() if self.pipeline else None,
+        }
+
+
+def infer_task(y: np.ndarray) -> str:
+    """classification for labels (non-numeric, bool, or few whole numbers), else regression."""
+    if y.ndim > 1 and y.shape[1] > 1:
+        return "regression"
+    flat = y.reshape(-1)
+    if flat.dtype.kind in "OUSb":
+        return "classification"
+    if flat.dtype.kind in "iu":
+        return (
+            "classification"
+            if len(np.unique(flat)) <= MAX_CLASSES_FOR_INTEGER_TARGET
+            else "regression"
+        )
+    if flat.dtype.kind == "f":
+        whole = np.all(np.isfinite(flat)) and np.all(flat == np.round(flat))
+        few = len(np.unique(flat)) <= min(MAX_CLASSES_FOR_INTEGER_TARGET, max(2, len(flat) // 5))
+        return "classification" if whole and few else "regression"
+    return "regression"
+
+
+def encode_targets(
+    y: np.ndarray, task: str, known: list[str] | None
+) -> tuple[np.ndarray, list[str] | None]:
+    """Class codes 0..K-1 and the class names (classification), or float targets (regression)."""
+    if task == "regression":
+        if y.dtype.kind not in "iuf":
+            raise DataError(
+                f"data.task = regression but the target holds non-numeric values "
+                f"(e.g. {y.reshape(-1)[0]!r}); use task: classification"
+            )
+        values = y.astype(np.float32)
+        return (values.reshape(len(values), -1), None)
+    flat = y.reshape(-1)
+    if (
+        known is not None
+        and flat.dtype.kind in "iu"
+        and flat.min() >= 0
+        and flat.max() < len(known)
+    ):
+        return flat.astype(np.int64), known
+    classes, codes = np.unique(
+        flat.astype(str) if flat.dtype.kind == "O" else flat, return_inverse=True
+    )
+    return codes.astype(np.int64), [str(c) for c in classes]
+
+
+def to_frame(x: pd.DataFrame | np.ndarray) -> tuple[pd.DataFrame, tuple[int, ...]]:
+    """A table of features plus the per-sample shape (arrays of rank > 2 are flattened)."""
+    if isinstance(x, pd.DataFrame):
+        return x.reset_index(drop=True), (x.shape[1],)
+    array = np.asarray(x)
+    shape = tuple(array.shape[1:])
+    flat = array.reshape(len(array), -1)
+    columns = [f"x{i}" for i in range(flat.shape[1])]
+    return pd.DataFrame(flat, columns=columns), shape
+
+
+def frame_to_array(frame: pd.DataFrame, part: str, dataset: str) -> np.ndarray:
+    """Float32 features; non-numeric columns or NaN/inf left by preprocessing are errors."""
+    bad = [str(c) for c in frame.columns if not is_numeric(frame[c])]
+    if bad:
+        raise DataError(
+            f"data.dataset '{dataset}': non-numeric feature column(s) {bad[:10]} and no encoder "
+            "for them; add onehot or label_encode to data.preprocess "
+            "(e.g. preprocess: [onehot, standardize])"
+        )
+    values = frame.to_numpy(dtype=np.float32)
+    finite = np.isfinite(values)
+    if not finite.all():
+        columns = [
+            str(c) for c, ok in zip(frame.columns, finite.all(axis=0), strict=True) if not ok
+        ]
+        raise DataError(
+            f"data.dataset '{dataset}': NaN or infinite values in feature column(s) "
+            f"{columns[:10]} of the {part} part; add an impute step first in data.preprocess "
+            "(e.g. {name: impute, strategy: median}) or clean the data"
+        )
+    return values
+
+
+def prepare_data(data: DataConfig, seed: int, raw: RawDataset | None = None) -> DataBundle:
+    """Load (unless ``raw`` is given), split, preprocess and encode the data of a config."""
+    if raw is None:
+        raw = load_dataset(
+            data.dataset,
+            target=data.target,
+            features=data.features,
+            n_samples=data.n_samples,
+            noise=data.noise,
+        )
+    y_all = raw.y if raw.y_test is None else np.concatenate([raw.y, raw.y_test])
+    task = data.task if data.task != "auto" else (raw.task or infer_task(y_all))
+    codes_all, class_names = encode_targets(y_all, task, raw.class_names)
+    y_pool, y_given_test = codes_all[: len(raw.y)], codes_all[len(raw.y) :]
+    strat = y_pool if task == "classification" else None
+
+    frame_pool, sample_shape = to_frame(raw.x)
+    positions = np.arange(len(frame_pool))
+    if raw.x_test is not None:
+        frame_test, _ = to_frame(raw.x_test)
+        y_test = y_given_test
+    elif data.test_split > 0:
+        keep, held = split_off(
+            strat if strat is not None else _dummy(positions),
+            data.test_split,
+            seed,
+            "data.test_split",
+            "a test part",
+        )
+        frame_test, y_test = frame_pool.iloc[held], y_pool[held]
+        positions = keep
+    else:
+        frame_test, y_test = None, None
+    pool_labels = y_pool[positions] if strat is not None else _dummy(positions)
+    keep, held = split_off(
+        pool_labels, data.val_split, seed + 1, "data.val_split", "a validation part"
+    )
+    val_pos, train_pos = positions[held], positions[keep]
+    if data.limit is not None:
+        train_labels = y_pool[train_pos] if strat is not None else _dummy(train_pos)
+        train_pos = train_pos[subsample(train_labels, data.limit, seed + 2)]
+    if task == "classification":
+        missing = sorted(set(range(len(class_names or []))) - set(y_pool[train_pos].tolist()))
+        if missing and class_names:
+            raise DataError(
+                f"data: the training part has no sample of class(es) "
+                f"{[class_names[i] for i in missing]}; use more data (data.limit) or fewer held out"
+            )
+
+    pipeline = Pipeline.from_components(data.preprocess)
+    pipeline.raw_shape = sample_shape
+    raw_parts: dict[str, tuple[pd.DataFrame, np.ndarray] | None] = {
+        "train": (frame_pool.iloc[train_pos], y_pool[train_pos]),
+        "val": (frame_pool.iloc[val_pos], y_pool[val_pos]) if len(val_pos) else None,
+        "test": (frame_test, y_test) if frame_test is not None and y_test is not None else None,
+    }
+    tensors: dict[str, tuple[torch.Tensor, torch.Tensor] | None] = {}
+    feature_names: list[str] = []
+    out_shape = sample_shape
+    for name, part in raw_parts.items():
+        if part is None:
+            tensors[name] = None
+            continue
+        before, labels = part
+        if name == "train":
+            after = pipeline.fit_transform(before)
+            feature_names = [str(c) for c in after.columns]
+            # steps that change the number of features (onehot, pca_whiten) make samples flat
+            if len(feature_names) != math.prod(sample_shape):
+                out_shape = (len(feature_names),)
+        else:
+            after = pipeline.transform(before)
+        # rows dropped by an impute step take their targets with them
+        labels = labels[before.index.get_indexer(after.index)]
+        x = torch.from_numpy(frame_to_array(after, name, raw.name)).reshape(len(after), *out_shape)
+        tensors[name] = (x, torch.from_numpy(labels))
+    train = tensors["train"]
+    assert train is not None
+    if len(train[0]) == 0:
+        raise DataError(f"data: no training samples left from '{raw.name}' after preprocessing")
+    n_outputs = len(class_names or []) if task == "classification" else int(train[1].shape[1])
+    if task == "classification" and n_outputs < 2:
+        raise DataError(f"data: the target of '{raw.name}' has a single class; nothing to learn")
+    val, test = tensors["val"], tensors["test"]
+    return DataBundle(
+        x_train=train[0],
+        y_train=train[1],
+        x_val=val[0] if val else None,
+        y_val=val[1] if val else None,
+        x_test=test[0] if test else None,
+        y_test=test[1] if test else None,
+        task=task,
+        n_outputs=n_outputs,
+        sample_shape=tuple(out_shape),
+        class_names=class_names,
+        feature_names=feature_names,
+        pipeline=pipeline,
+        dataset=raw.name,
+    )
+
+
+def _dummy(positions: np.ndarray) -> np.ndarray:
+    """Float stand-ins for targets, so that splits of regression data are not stratified."""
+    return np.zeros(len(positions), dtype=np.float32)
