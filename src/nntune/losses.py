@@ -1,0 +1,207 @@
+"""Loss functions by name. Each knows which task it serves, how many outputs it wants, and how
+to turn model outputs into class probabilities."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from pydantic import BaseModel, ConfigDict, Field
+
+from nntune.errors import ConfigError
+from nntune.registry import Registry
+
+
+class Loss:
+    """``loss(outputs, targets)`` → scalar, plus how outputs are read."""
+
+    task = "classification"
+
+    def __init__(self, options: BaseModel, class_weights: torch.Tensor | None = None) -> None:
+        self.options = options
+        self.class_weights = class_weights
+
+    def __call__(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def n_outputs(self, n_classes_or_targets: int) -> int:
+        return n_classes_or_targets
+
+    def probabilities(self, outputs: torch.Tensor) -> torch.Tensor:
+        """Class probabilities (N, K) from outputs; softmax unless the loss says otherwise."""
+        return torch.softmax(outputs.float(), dim=1)
+
+    def to(self, device: torch.device) -> Loss:
+        if self.class_weights is not None:
+            self.class_weights = self.class_weights.to(device)
+        return self
+
+
+LOSSES: Registry[Callable[..., Loss]] = Registry("loss", plural="losses")
+
+
+class _Options(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ClassOptions(_Options):
+    class_weights: Literal["balanced"] | list[float] | None = Field(
+        None, description="per-class weights, or 'balanced' (inverse class frequency)"
+    )
+
+
+class CrossEntropyOptions(ClassOptions):
+    label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)
+
+
+@LOSSES.register("cross_entropy", options=CrossEntropyOptions, aliases=("ce", "nll"))
+class CrossEntropy(Loss):
+    """Softmax cross-entropy, optionally with label smoothing (Szegedy et al. 2016)."""
+
+    options: CrossEntropyOptions
+
+    def __call__(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(
+            outputs,
+            targets,
+            weight=self.class_weights,
+            label_smoothing=self.options.label_smoothing,
+        )
+
+
+@LOSSES.register("bce", options=ClassOptions, aliases=("binary_cross_entropy",))
+class BinaryCrossEntropy(Loss):
+    """Sigmoid cross-entropy: one logit for two classes, one per class (one-vs-rest) beyond."""
+
+    def n_outputs(self, n_classes_or_targets: int) -> int:
+        return 1 if n_classes_or_targets == 2 else n_classes_or_targets
+
+    def __call__(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        if outputs.shape[1] == 1:
+            target = targets.to(outputs.dtype).unsqueeze(1)
+            weight = None
+            if self.class_weights is not None:
+                weight = self.class_weights[targets].unsqueeze(1)
+            return F.binary_cross_entropy_with_logits(outputs, target, weight=weight)
+        one_hot = F.one_hot(targets, outputs.shape[1]).to(outputs.dtype)
+        return F.binary_cross_entropy_with_logits(outputs, one_hot, pos_weight=None)
+
+    def probabilities(self, outputs: torch.Tensor) -> torch.Tensor:
+        p = torch.sigmoid(outputs.float())
+        if p.shape[1] == 1:
+            return torch.cat([1.0 - p, p], dim=1)
+        return p / p.sum(dim=1, keepdim=True).clamp_min(1e-12)
+
+
+class FocalOptions(ClassOptions):
+    gamma: float = Field(2.0, ge=0.0, description="focusing parameter; 0 gives cross-entropy")
+    alpha: float | None = Field(
+        None, gt=0.0, lt=1.0, description="weight of the positive class (binary tasks)"
+    )
+
+
+@LOSSES.register("focal", options=FocalOptions)
+class Focal(Loss):
+    """Focal loss -(1-p_t)^γ log p_t (Lin et al. 2017): down-weights easy examples."""
+
+    options: FocalOptions
+
+    def __call__(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        log_p = F.log_softmax(outputs, dim=1).gather(1, targets.unsqueeze(1)).squeeze(1)
+        loss = -((1.0 - log_p.exp()) ** self.options.gamma) * log_p
+        if self.options.alpha is not None:
+            alpha = torch.where(targets == 1, self.options.alpha, 1.0 - self.options.alpha)
+            loss = loss * alpha
+        if self.class_weights is not None:
+            loss = loss * self.class_weights[targets]
+        return loss.mean()
+
+
+class HingeOptions(ClassOptions):
+    margin: float = Field(1.0, gt=0.0, description="the margin Δ")
+
+
+@LOSSES.register("hinge", options=HingeOptions, aliases=("multi_margin", "svm"))
+class Hinge(Loss):
+    """Multi-class hinge (Weston-Watkins): Σ_{j≠y} max(0, s_j - s_y + Δ), averaged over samples."""
+
+    options: HingeOptions
+
+    def __call__(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        true_score = outputs.gather(1, targets.unsqueeze(1))
+        margins = (outputs - true_score + self.options.margin).clamp_min(0.0)
+        margins = margins.scatter(1, targets.unsqueeze(1), 0.0)
+        per_sample = margins.sum(dim=1)
+        if self.class_weights is not None:
+            per_sample = per_sample * self.class_weights[targets]
+        return per_sample.mean()
+
+
+class RegressionLoss(Loss):
+    task = "regression"
+
+
+@LOSSES.register("mse", options=_Options, aliases=("l2", "mean_squared_error"))
+class MeanSquaredError(RegressionLoss):
+    """Mean squared error."""
+
+    def __call__(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        return F.mse_loss(outputs, targets)
+
+
+@LOSSES.register("mae", options=_Options, aliases=("l1", "mean_absolute_error"))
+class MeanAbsoluteError(RegressionLoss):
+    """Mean absolute error."""
+
+    def __call__(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        return F.l1_loss(outputs, targets)
+
+
+class HuberOptions(_Options):
+    delta: float = Field(1.0, gt=0.0)
+
+
+@LOSSES.register("huber", options=HuberOptions, aliases=("smooth_l1",))
+class Huber(RegressionLoss):
+    """Huber loss: quadratic within delta, linear beyond."""
+
+    options: HuberOptions
+
+    def __call__(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        return F.huber_loss(outputs, targets, delta=self.options.delta)
+
+
+def default_loss(task: str) -> str:
+    return "cross_entropy" if task == "classification" else "mse"
+
+
+def build_loss(
+    name: str, options: BaseModel, task: str, train_labels: torch.Tensor | None, n_classes: int
+) -> Loss:
+    """The loss ``name`` for ``task``; 'balanced' class weights come from the training labels."""
+    entry = LOSSES.get(name, key="loss")
+    cls = entry.builder
+    if getattr(cls, "task", "classification") != task:
+        fitting = [n for n, e in _entries() if getattr(e, "task", None) == task]
+        raise ConfigError(
+            f"loss = '{entry.name}' is a {cls.task} loss but data.task is {task}; "  # type: ignore[attr-defined]
+            f"use one of: {', '.join(fitting)}"
+        )
+    weights = getattr(options, "class_weights", None)
+    tensor = None
+    if weights == "balanced" and train_labels is not None:
+        counts = torch.bincount(train_labels, minlength=n_classes).float()
+        tensor = counts.sum() / (n_classes * counts.clamp_min(1.0))
+    elif isinstance(weights, list):
+        if len(weights) != n_classes:
+            raise ConfigError(
+                f"loss.class_weights has {len(weights)} values for {n_classes} classes"
+            )
+        tensor = torch.tensor(weights, dtype=torch.float32)
+    return cls(options, tensor)
+
+
+def _entries() -> Sequence[tuple[str, type]]:
+    return [(e.name, e.builder) for e in LOSSES.entries()]  # type: ignore[misc]

@@ -1,0 +1,97 @@
+"""Metrics, computed with scikit-learn from targets and model outputs.
+
+Classification metrics take class probabilities; regression metrics take predictions.
+All are logged as ``train_<name>``, ``val_<name>``, ``test_<name>``.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Callable
+
+import numpy as np
+
+from nntune.errors import ConfigError, did_you_mean
+
+MetricFn = Callable[[np.ndarray, np.ndarray], float]
+
+
+def _accuracy(y: np.ndarray, probs: np.ndarray) -> float:
+    # the arg-max match is what sklearn.metrics.accuracy_score computes; done directly because
+    # it runs every epoch and sklearn's input checks cost more than the comparison itself
+    return float(np.mean(probs.argmax(axis=1) == y))
+
+
+def _f1(y: np.ndarray, probs: np.ndarray) -> float:
+    from sklearn.metrics import f1_score
+
+    labels = np.arange(probs.shape[1])
+    return float(f1_score(y, probs.argmax(axis=1), labels=labels, average="macro", zero_division=0))
+
+
+def _auc(y: np.ndarray, probs: np.ndarray) -> float:
+    from sklearn.metrics import roc_auc_score
+
+    present = np.unique(y)
+    if len(present) < 2:
+        return math.nan  # undefined with a single class
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if probs.shape[1] == 2:
+            return float(roc_auc_score(y, probs[:, 1]))
+        if len(present) < probs.shape[1]:
+            return math.nan  # one-vs-rest needs every class present
+        return float(roc_auc_score(y, probs, multi_class="ovr", labels=np.arange(probs.shape[1])))
+
+
+def _rmse(y: np.ndarray, pred: np.ndarray) -> float:
+    from sklearn.metrics import mean_squared_error
+
+    return float(math.sqrt(mean_squared_error(y, pred)))
+
+
+def _mae(y: np.ndarray, pred: np.ndarray) -> float:
+    from sklearn.metrics import mean_absolute_error
+
+    return float(mean_absolute_error(y, pred))
+
+
+def _r2(y: np.ndarray, pred: np.ndarray) -> float:
+    from sklearn.metrics import r2_score
+
+    if len(y) < 2:
+        return math.nan
+    return float(r2_score(y, pred))
+
+
+METRICS: dict[str, dict[str, MetricFn]] = {
+    "classification": {"accuracy": _accuracy, "f1": _f1, "auc": _auc},
+    "regression": {"rmse": _rmse, "mae": _mae, "r2": _r2},
+}
+
+
+def metric_names(task: str) -> list[str]:
+    return list(METRICS[task])
+
+
+def check_metrics(names: list[str], task: str) -> list[str]:
+    known = METRICS[task]
+    for name in names:
+        if name not in known:
+            raise ConfigError(
+                f"train.metrics: '{name}' is not a {task} metric{did_you_mean(name, known)} "
+                f"(allowed: {', '.join(known)})"
+            )
+    return names
+
+
+def compute_metrics(
+    task: str, y_true: np.ndarray, outputs: np.ndarray, names: list[str] | None = None
+) -> dict[str, float]:
+    """``{name: value}`` for ``names`` (default: all metrics of the task).
+
+    ``outputs`` are class probabilities (classification) or predictions (regression).
+    """
+    table = METRICS[task]
+    return {name: table[name](y_true, outputs) for name in (names or list(table))}
