@@ -136,9 +136,15 @@ def load_config(
         name_default = path.stem
     pairs = _override_pairs(overrides)
     raw = resolve_paths(apply_overrides(raw, pairs), Path.cwd())
-    if raw.get("name") is None and name_default:
-        raw["name"] = name_default
-    return validate_config(raw)
+    config = validate_config(raw)
+    if config.name is None:
+        config.name = name_default or _default_name(config)
+    return config
+
+
+def _default_name(config: Config) -> str:
+    dataset = Path(config.data.dataset).stem if "/" in config.data.dataset else config.data.dataset
+    return f"{dataset}-{config.model.arch.name}"
 
 
 def _override_pairs(overrides: Iterable[str] | Mapping[str, Any] | None) -> list[tuple[str, Any]]:

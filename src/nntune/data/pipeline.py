@@ -185,8 +185,16 @@ def frame_to_array(frame: pd.DataFrame, part: str, dataset: str) -> np.ndarray:
     return values
 
 
-def prepare_data(data: DataConfig, seed: int, raw: RawDataset | None = None) -> DataBundle:
-    """Load (unless ``raw`` is given), split, preprocess and encode the data of a config."""
+def prepare_data(
+    data: DataConfig,
+    seed: int,
+    raw: RawDataset | None = None,
+    val: tuple[np.ndarray, np.ndarray] | None = None,
+) -> DataBundle:
+    """Load (unless ``raw`` is given), split, preprocess and encode the data of a config.
+
+    ``val`` (raw features and targets) replaces the validation split.
+    """
     if raw is None:
         raw = load_dataset(
             data.dataset,
@@ -195,10 +203,14 @@ def prepare_data(data: DataConfig, seed: int, raw: RawDataset | None = None) -> 
             n_samples=data.n_samples,
             noise=data.noise,
         )
-    y_all = raw.y if raw.y_test is None else np.concatenate([raw.y, raw.y_test])
+    extra = [y for y in (raw.y_test, val[1] if val else None) if y is not None]
+    y_all = np.concatenate([raw.y, *extra]) if extra else raw.y
     task = data.task if data.task != "auto" else (raw.task or infer_task(y_all))
     codes_all, class_names = encode_targets(y_all, task, raw.class_names)
-    y_pool, y_given_test = codes_all[: len(raw.y)], codes_all[len(raw.y) :]
+    n_pool, n_test = len(raw.y), len(raw.y_test) if raw.y_test is not None else 0
+    y_pool = codes_all[:n_pool]
+    y_given_test = codes_all[n_pool : n_pool + n_test]
+    y_given_val = codes_all[n_pool + n_test :]
     strat = y_pool if task == "classification" else None
 
     frame_pool, sample_shape = to_frame(raw.x)
@@ -239,6 +251,7 @@ def prepare_data(data: DataConfig, seed: int, raw: RawDataset | None = None) -> 
     raw_parts: dict[str, tuple[pd.DataFrame, np.ndarray] | None] = {
         "train": (frame_pool.iloc[train_pos], y_pool[train_pos]),
         "val": (frame_pool.iloc[val_pos], y_pool[val_pos]) if len(val_pos) else None,
+        **({"val": (to_frame(val[0])[0], y_given_val)} if val is not None else {}),
         "test": (frame_test, y_test) if frame_test is not None and y_test is not None else None,
     }
     tensors: dict[str, tuple[torch.Tensor, torch.Tensor] | None] = {}

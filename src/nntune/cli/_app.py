@@ -1,0 +1,50 @@
+"""The typer app and the one place where errors become exit statuses.
+
+Exit status: 0 done; 2 bad input (config, data, arguments, run folders), with one paragraph on
+stderr and no traceback; 1 anything else (with the traceback, it is a bug); 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import traceback
+
+import typer
+from rich.console import Console
+
+from nntune.errors import NntuneError
+
+app = typer.Typer(
+    name="nntune",
+    help="Train neural networks well: every tuning trick as one line of config.",
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+stderr = Console(stderr=True, highlight=False, soft_wrap=True)
+stdout = Console(highlight=False, soft_wrap=True)
+
+
+def fail(message: str) -> None:
+    stderr.print(f"error: {message}", markup=False)
+
+
+def run_command(application: typer.Typer, argv: list[str]) -> int:
+    """Run the app; map errors to exit statuses (click's own usage errors exit with 2)."""
+    try:
+        application(args=argv, prog_name="nntune")
+    except NntuneError as err:
+        fail(str(err))
+        return 2
+    except SystemExit as done:
+        return done.code if isinstance(done.code, int) else (0 if done.code is None else 1)
+    except KeyboardInterrupt:
+        stderr.print("interrupted", markup=False)
+        return 130
+    except BrokenPipeError:
+        return 0
+    except Exception:
+        traceback.print_exc()
+        return 1
+    return 0

@@ -1,0 +1,67 @@
+"""``nntune train CONFIG``."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import typer
+
+from nntune.cli._app import app, stderr, stdout
+
+
+@app.command("train")
+def train_command(
+    config: Path = typer.Argument(..., help="YAML config file", metavar="CONFIG", show_default=False),
+    set_: list[str] = typer.Option(
+        [], "--set", help="override a key: --set optimizer.lr=3e-3 (YAML values)"
+    ),
+    out: Path | None = typer.Option(None, "--out", help="run folder (default: runs/<name>-<time>)"),
+    resume: Path | None = typer.Option(
+        None, "--resume", help="continue this interrupted run folder exactly"
+    ),
+    json_out: bool = typer.Option(False, "--json", help="print summary.json only"),
+    quiet: bool = typer.Option(False, "--quiet", help="no progress bar"),
+) -> None:
+    """Train a model from a config and write a run folder."""
+    from nntune.train import Trainer
+
+    if out is not None and resume is not None:
+        raise typer.BadParameter("give --out or --resume, not both")
+    progress = not (quiet or json_out) and sys.stdout.isatty()
+    trainer = Trainer(config, set_, out=out, resume=resume, progress=progress)
+    try:
+        result = trainer.fit()
+    except KeyboardInterrupt:
+        if trainer.run_dir is not None:
+            stderr.print(
+                f"interrupted; continue with: nntune train {config} --resume {trainer.run_dir}",
+                markup=False,
+            )
+        raise
+    summary = result.summary
+    if json_out:
+        print(json.dumps(summary, indent=2))
+        return
+    if quiet:
+        return
+    for line in summary_lines(summary):
+        stdout.print(line, markup=False)
+
+
+def summary_lines(summary: dict) -> list[str]:
+    def fmt(metrics: dict | None) -> str:
+        if not metrics:
+            return "-"
+        return "  ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} -" for k, v in metrics.items())
+
+    lines = [
+        f"run      {summary['run_dir']}",
+        f"status   {summary['status']} after {summary['epochs_run']} epochs "
+        f"({summary['seconds']:.1f} s, {summary['steps_per_second'] or 0:.0f} steps/s)",
+    ]
+    if summary.get("stop_reason"):
+        lines.append(f"         {summary['stop_reason']}")
+    lines += [f"val      {fmt(summary.get('val'))}", f"test     {fmt(summary.get('test'))}"]
+    return lines

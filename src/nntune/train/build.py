@@ -1,0 +1,202 @@
+"""From a config to the parts of a run: resolved config, model, loss, optimizer, schedule..."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from pydantic import BaseModel
+from torch import nn
+
+from nntune.config import COMPONENT_FIELDS, Component, Config, validate_config
+from nntune.data import AUGMENT, DATASETS, PREPROCESS, Augmentation, AugmentContext, DataBundle
+from nntune.errors import ConfigError
+from nntune.losses import LOSSES, Loss, build_loss, default_loss
+from nntune.metrics import check_metrics, metric_names
+from nntune.models import ACTIVATIONS, ARCHS, INITS, build_model, image_shape_of
+from nntune.optim import OPTIMIZERS, SCHEDULES, Horizon, Schedule, build_schedule
+from nntune.optim.optimizers import parameter_groups
+from nntune.registry import Registry
+
+# every registry a user can name things from, by the name `nntune list` uses
+REGISTRIES: dict[str, Registry[Any]] = {
+    "optimizers": OPTIMIZERS,
+    "schedules": SCHEDULES,
+    "losses": LOSSES,
+    "archs": ARCHS,
+    "activations": ACTIVATIONS,
+    "inits": INITS,
+    "datasets": DATASETS,
+    "preprocess": PREPROCESS,
+    "augment": AUGMENT,
+}
+
+
+def _get(config: Config, dotted: str) -> Any:
+    node: Any = config
+    for part in dotted.split("."):
+        node = getattr(node, part)
+    return node
+
+
+def _set(raw: dict[str, Any], dotted: str, value: Any) -> None:
+    *parents, leaf = dotted.split(".")
+    node = raw
+    for part in parents:
+        node = node[part]
+    node[leaf] = value
+
+
+def _resolve_component(registry: Registry[Any], component: Component, key: str) -> Component:
+    entry = registry.get(component.name, key=key)
+    options: BaseModel = entry.parse_options(component.options, key)
+    return Component(name=entry.name, options=options.model_dump(mode="json"))
+
+
+def check_components(config: Config) -> Config:
+    """Every component name and option checked, canonical names and option defaults filled in.
+
+    The loss stays ``auto`` until the task is known (see :func:`resolve_for_data`).
+    """
+    raw = config.model_dump(mode="python")
+    for dotted, family in COMPONENT_FIELDS.items():
+        registry = REGISTRIES[family]
+        field = dotted.removesuffix("[]")
+        value = _get(config, field)
+        if dotted.endswith("[]"):
+            resolved: Any = [
+                _resolve_component(registry, item, f"{field}[{i}]") for i, item in enumerate(value)
+            ]
+        elif dotted == "loss" and value.name == "auto":
+            if value.options:
+                raise ConfigError("loss: 'auto' takes no options; name the loss to give options")
+            resolved = value
+        else:
+            resolved = _resolve_component(registry, value, field)
+        _set(raw, field, resolved)
+    return validate_config(raw)
+
+
+def logged_keys(task: str, metrics: Sequence[str], has_val: bool) -> list[str]:
+    keys = ["train_loss", *(f"train_{m}" for m in metrics)]
+    if has_val:
+        keys += ["val_loss", *(f"val_{m}" for m in metrics)]
+    return keys
+
+
+def resolve_for_data(config: Config, bundle: DataBundle) -> Config:
+    """The config with everything that depends on the data decided: task, loss, metrics,
+    monitor. Monitors that would never be logged are errors now, before training starts."""
+    raw = config.model_dump(mode="python")
+    raw["data"]["task"] = bundle.task
+    if config.loss.name == "auto":
+        raw["loss"] = _resolve_component(LOSSES, Component(name=default_loss(bundle.task)), "loss")
+    metrics = config.train.metrics
+    metrics = (
+        check_metrics(metrics, bundle.task) if metrics is not None else metric_names(bundle.task)
+    )
+    raw["train"]["metrics"] = list(metrics)
+    has_val = bundle.x_val is not None
+    logged = logged_keys(bundle.task, metrics, has_val)
+    early = config.train.early_stopping
+    monitor = config.train.monitor or (
+        early.monitor if early else ("val_loss" if has_val else "train_loss")
+    )
+    raw["train"]["monitor"] = monitor
+    checks = [("train.monitor", monitor)]
+    if early:
+        checks.append(("train.early_stopping.monitor", early.monitor))
+    if config.schedule.name == "plateau":
+        checks.append(("schedule.monitor", config.schedule.options.get("monitor", "val_loss")))
+    for key, name in checks:
+        if name not in logged:
+            why = (
+                " (there is no validation part: data.val_split is 0)"
+                if name.startswith("val_") and not has_val
+                else ""
+            )
+            raise ConfigError(
+                f"{key} = '{name}' is not logged{why}; logged values: {', '.join(logged)}"
+            )
+    return validate_config(raw)
+
+
+@dataclass
+class RunParts:
+    model: nn.Module
+    loss: Loss
+    optimizer: torch.optim.Optimizer
+    schedule: Any  # Callable[[Horizon], Schedule]
+    augment: list[Augmentation]
+    full_batch: bool
+
+
+def build_parts(
+    config: Config, bundle: DataBundle, device: torch.device, model: nn.Module | None = None
+) -> RunParts:
+    """Model (unless given), loss, optimizer, schedule and augmentations of a resolved config."""
+    loss_entry = LOSSES.get(config.loss.name, key="loss")
+    loss_options = loss_entry.parse_options(config.loss.options, "loss")
+    loss = build_loss(
+        loss_entry.name,
+        loss_options,
+        bundle.task,
+        bundle.y_train if bundle.task == "classification" else None,
+        bundle.n_outputs,
+    ).to(device)
+    if model is None:
+        model = build_model(config.model, bundle.sample_shape, loss.n_outputs(bundle.n_outputs))
+    model = model.to(device)
+    opt_entry = OPTIMIZERS.get(config.optimizer.name, key="optimizer")
+    opt_options = opt_entry.parse_options(config.optimizer.options, "optimizer")
+    optimizer = opt_entry.builder(opt_options, parameter_groups(model))
+    sched_entry = SCHEDULES.get(config.schedule.name, key="schedule")
+    sched_options = sched_entry.parse_options(config.schedule.options, "schedule")
+
+    def schedule(horizon: Horizon) -> Schedule:
+        return build_schedule(sched_entry.name, sched_options, horizon)
+
+    context = AugmentContext(
+        sample_shape=bundle.sample_shape,
+        image_shape=image_shape_of(
+            bundle.sample_shape,
+            tuple(config.model.input_shape) if config.model.input_shape else None,
+        ),
+    )
+    augment = []
+    for i, component in enumerate(config.data.augment):
+        entry = AUGMENT.get(component.name, key=f"data.augment[{i}]")
+        options = entry.parse_options(component.options, f"data.augment[{i}]")
+        augment.append(entry.builder(options, context))
+    return RunParts(
+        model=model,
+        loss=loss,
+        optimizer=optimizer,
+        schedule=schedule,
+        augment=augment,
+        full_batch="full_batch" in opt_entry.tags,
+    )
+
+
+def as_reconstruction(bundle: DataBundle) -> DataBundle:
+    """The bundle with every split's targets replaced by its (flattened) inputs."""
+    from dataclasses import replace
+
+    def flat(x: torch.Tensor | None) -> torch.Tensor | None:
+        return None if x is None else x.reshape(len(x), -1).clone()
+
+    return replace(
+        bundle,
+        y_train=flat(bundle.x_train),
+        y_val=flat(bundle.x_val),
+        y_test=flat(bundle.x_test),
+        task="regression",
+        n_outputs=int(bundle.x_train[0].numel()),
+        class_names=None,
+    )
+
+
+def is_reconstruction(config: Config) -> bool:
+    return "reconstruction" in ARCHS.get(config.model.arch.name, key="model.arch").tags

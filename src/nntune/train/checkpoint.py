@@ -1,0 +1,82 @@
+"""Checkpoint and run-folder files: written atomically, read without executing anything."""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from nntune.errors import RunFolderError
+
+FORMAT = "nntune-checkpoint"
+VERSION = 1
+
+
+def _temporary(path: Path) -> Path:
+    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
+
+
+def save_checkpoint(payload: dict[str, Any], path: Path) -> None:
+    """``torch.save`` to a temporary name in the same folder, then rename over ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _temporary(path)
+    try:
+        torch.save({"format": FORMAT, "version": VERSION, **payload}, tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    """A checkpoint of plain tensors and containers; anything else is refused, not run."""
+    if not path.exists():
+        raise RunFolderError(f"checkpoint '{path}' not found")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        raise RunFolderError(
+            f"checkpoint '{path}' holds objects that are not plain tensors and containers; "
+            f"refusing to load it (it could run code). {first}"
+        ) from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as err:
+        raise RunFolderError(f"checkpoint '{path}' is corrupt or truncated: {err}") from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise RunFolderError(f"checkpoint '{path}' is not an nntune checkpoint")
+    return payload
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _temporary(path)
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    write_text_atomic(path, json.dumps(data, indent=2, default=_json_default) + "\n")
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, torch.Tensor):
+        return value.tolist()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise RunFolderError(f"'{path}' not found") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise RunFolderError(f"'{path}' is not valid JSON: {err}") from None

@@ -1,0 +1,472 @@
+"""Training runs: config → data → model → engine → run folder → summary.
+
+``train(config)`` is the one-call API; :class:`Trainer` also takes a user's own ``nn.Module``
+and data (arrays, tensors or a Dataset).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import Dataset, TensorDataset
+
+from nntune.config import Config, config_to_dict, config_to_yaml, load_config
+from nntune.config._load import ConfigSource
+from nntune.data import DataBundle, RawDataset, prepare_data
+from nntune.errors import ConfigError, DataError, RunFolderError, TrainingError
+from nntune.models import count_parameters
+from nntune.records import RunResult
+from nntune.train.batches import LoaderBatches, TensorBatches
+from nntune.train.build import (
+    as_reconstruction,
+    build_parts,
+    check_components,
+    is_reconstruction,
+    resolve_for_data,
+)
+from nntune.train.callbacks import (
+    Callback,
+    Checkpoints,
+    EarlyStopping,
+    MetricsLog,
+    NanGuard,
+    ProgressBar,
+)
+from nntune.train.checkpoint import load_checkpoint, write_json_atomic, write_text_atomic
+from nntune.train.engine import Engine, EngineSettings
+from nntune.train.evaluate import evaluate
+from nntune.train.rundir import (
+    CONFIG,
+    LAST,
+    METRICS,
+    SUMMARY,
+    existing_run_dir,
+    new_run_dir,
+)
+
+ArrayLike = np.ndarray | torch.Tensor
+UserData = tuple[ArrayLike, ArrayLike] | Dataset
+
+
+def available_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ConfigError(
+                f"train.device = {name}, but no CUDA device is available (use cpu or auto)"
+            )
+        index = int(name.split(":")[1]) if ":" in name else 0
+        if index >= torch.cuda.device_count():
+            raise ConfigError(
+                f"train.device = {name}, but only {torch.cuda.device_count()} CUDA device(s) exist"
+            )
+    return torch.device(name)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+class Trainer:
+    """Train from a config, optionally with your own model and/or data.
+
+    >>> Trainer("examples/mnist1d.yaml", overrides=["train.epochs=3"]).fit()  # doctest: +SKIP
+    >>> Trainer({"train": {"epochs": 5}}, model=my_net, data=(X, y)).fit()   # doctest: +SKIP
+
+    ``data``/``val_data``/``test_data`` are ``(x, y)`` arrays or tensors, which go through the
+    config's splits and preprocessing like any dataset (a given ``val_data``/``test_data``
+    replaces the corresponding split), or a ``torch.utils.data.Dataset``, which is used as is
+    (no preprocessing), batched by a DataLoader.
+    """
+
+    def __init__(
+        self,
+        config: ConfigSource | None = None,
+        overrides: Sequence[str] | Mapping[str, Any] | None = None,
+        *,
+        model: nn.Module | None = None,
+        data: UserData | None = None,
+        val_data: UserData | None = None,
+        test_data: UserData | None = None,
+        out: str | Path | None = None,
+        runs_root: str | Path = "runs",
+        resume: str | Path | None = None,
+        callbacks: Sequence[Callback] = (),
+        progress: bool = False,
+        write: bool = True,
+    ) -> None:
+        self.source = config
+        self.overrides = overrides
+        self.user_model = model
+        self.data = data
+        self.val_data = val_data
+        self.test_data = test_data
+        self.out = Path(out) if out is not None else None
+        self.runs_root = Path(runs_root)
+        self.resume = Path(resume) if resume is not None else None
+        self.callbacks = list(callbacks)
+        self.progress = progress
+        self.write = write
+        self.run_dir: Path | None = None
+        if (val_data is not None or test_data is not None) and data is None:
+            raise DataError("val_data/test_data need data (the training data) too")
+
+    # --- the whole run ------------------------------------------------------------------------
+
+    def fit(self) -> RunResult:
+        config = self._config()
+        config = check_components(config)
+        torch.set_num_threads(config.train.threads or available_cores())
+        seed_everything(config.seed)
+        device = resolve_device(config.train.device)
+        bundle, loader = self._bundle(config)
+        if is_reconstruction(config):
+            bundle = as_reconstruction(bundle)
+        config = resolve_for_data(config, bundle)
+        if self.resume is not None:
+            self._check_resume_config(config)
+        parts = build_parts(config, bundle, device, self.user_model)
+        settings = EngineSettings(
+            epochs=config.train.epochs,
+            task=bundle.task,
+            metrics=list(config.train.metrics or []),
+            accumulate=config.train.accumulate,
+            clip_norm=config.train.grad_clip.norm if config.train.grad_clip else None,
+            clip_value=config.train.grad_clip.value if config.train.grad_clip else None,
+            l1=config.regularization.l1,
+            l2=config.regularization.l2,
+        )
+        if settings.l1 or settings.l2:
+            from nntune.optim import decayed_parameters
+
+            settings.penalized = list(decayed_parameters(parts.model))
+        batches: TensorBatches | LoaderBatches
+        if loader is not None:
+            batches = LoaderBatches(loader, config.train.batch_size, device)
+        else:
+            x_train, y_train = bundle.x_train.to(device), bundle.y_train.to(device)
+            size = len(x_train) if parts.full_batch else config.train.batch_size
+            batches = TensorBatches(x_train, y_train, size)
+        val = None
+        if bundle.x_val is not None and bundle.y_val is not None:
+            val = (bundle.x_val.to(device), bundle.y_val.to(device))
+
+        run_dir = self._run_dir(config) if self.write else None
+        self.run_dir = run_dir
+        meta = self._meta(config, bundle)
+        callbacks: list[Callback] = [NanGuard(config.train.max_nonfinite)]
+        early = config.train.early_stopping
+        if early is not None:
+            callbacks.append(
+                EarlyStopping(
+                    early.monitor, early.patience, early.min_delta, early.restore_best, early.mode
+                )
+            )
+        callbacks += self.callbacks
+        monitor = config.train.monitor or "val_loss"
+        if run_dir is not None:
+            from nntune.optim import infer_mode
+
+            mode = (
+                early.mode
+                if early and early.monitor == monitor and early.mode != "auto"
+                else infer_mode(monitor)
+            )
+            callbacks.append(
+                Checkpoints(
+                    run_dir / "checkpoints", monitor, mode, meta, config.train.checkpoint_every
+                )
+            )
+            callbacks.append(MetricsLog(run_dir / METRICS))
+        if self.progress:
+            callbacks.append(ProgressBar(config.name or "train", monitor))
+        engine = Engine(
+            parts.model,
+            parts.loss,
+            parts.optimizer,
+            parts.schedule,
+            batches,
+            settings,
+            val=val,
+            augment=parts.augment,
+            callbacks=callbacks,
+            seed=config.seed,
+        )
+        if self.resume is not None and run_dir is not None:
+            self._load_state(engine, run_dir)
+        elif run_dir is not None:
+            write_text_atomic(run_dir / CONFIG, config_to_yaml(config))
+
+        try:
+            history = engine.fit()
+        except TrainingError as err:
+            if run_dir is not None:
+                summary = self._summary(config, bundle, engine, parts, device, run_dir, str(err))
+                write_json_atomic(run_dir / SUMMARY, summary)
+            raise
+        summary = self._summary(config, bundle, engine, parts, device, run_dir, None)
+        if run_dir is not None:
+            write_json_atomic(run_dir / SUMMARY, summary)
+        self.model = parts.model
+        self.bundle = bundle
+        self.config = config
+        return RunResult(run_dir=run_dir, summary=summary, history=history)
+
+    # --- pieces -------------------------------------------------------------------------------
+
+    def _config(self) -> Config:
+        if self.resume is not None:
+            run_dir = existing_run_dir(self.resume)
+            if self.source is None:
+                return load_config(run_dir / CONFIG, self.overrides)
+        if self.source is None:
+            return load_config({}, self.overrides)
+        return load_config(self.source, self.overrides)
+
+    def _check_resume_config(self, config: Config) -> None:
+        assert self.resume is not None
+        saved = load_config(self.resume / CONFIG)
+        mine, theirs = _flatten(config_to_dict(config)), _flatten(config_to_dict(saved))
+        differ = sorted(
+            k
+            for k in set(mine) | set(theirs)
+            if mine.get(k) != theirs.get(k) and k not in RESUMABLE_CHANGES
+        )
+        if differ:
+            shown = ", ".join(f"{k}: {theirs.get(k)!r} → {mine.get(k)!r}" for k in differ[:8])
+            raise ConfigError(
+                f"--resume {self.resume}: the config differs from the run's config.yaml in "
+                f"{shown}; resume with the same config (only {', '.join(RESUMABLE_CHANGES)} "
+                "may change)"
+            )
+
+    def _bundle(self, config: Config) -> tuple[DataBundle, Dataset | None]:
+        if self.data is None:
+            return prepare_data(config.data, config.seed), None
+        if isinstance(self.data, Dataset) and not isinstance(self.data, TensorDataset):
+            return _dataset_bundle(self.data, self.val_data, self.test_data, config), self.data
+        raw = RawDataset(
+            name="user data",
+            x=_array(_pair(self.data, "data")[0]),
+            y=_array(_pair(self.data, "data")[1]),
+        )
+        if self.test_data is not None:
+            raw.x_test, raw.y_test = (_array(v) for v in _pair(self.test_data, "test_data"))
+        val = None
+        if self.val_data is not None:
+            val = tuple(_array(v) for v in _pair(self.val_data, "val_data"))
+        return prepare_data(config.data, config.seed, raw, val=val), None  # type: ignore[arg-type]
+
+    def _run_dir(self, config: Config) -> Path:
+        if self.resume is not None:
+            run_dir = existing_run_dir(self.resume)
+            if not (run_dir / LAST).exists():
+                raise RunFolderError(
+                    f"--resume {run_dir}: no {LAST} in it (the run stopped before its first "
+                    "epoch ended); start it again instead"
+                )
+            return run_dir
+        return new_run_dir(config.name or "run", self.out, self.runs_root)
+
+    def _meta(self, config: Config, bundle: DataBundle) -> dict[str, Any]:
+        meta = bundle.meta()
+        meta["config"] = config_to_dict(config)
+        meta["custom_model"] = type(self.user_model).__name__ if self.user_model else None
+        return meta
+
+    def _load_state(self, engine: Engine, run_dir: Path) -> None:
+        payload = load_checkpoint(run_dir / LAST)
+        try:
+            engine.load_state_dict(payload["engine"])
+        except (KeyError, RuntimeError, ValueError, TypeError) as err:
+            raise RunFolderError(
+                f"--resume {run_dir}: {LAST} does not match this config's model/optimizer: {err}"
+            ) from None
+        # metrics.jsonl may hold epochs after the checkpoint (the run was killed): rewrite it
+        rows = "".join(json.dumps(r) + "\n" for r in engine.state.history.to_json())
+        write_text_atomic(run_dir / METRICS, rows)
+
+    def _summary(
+        self,
+        config: Config,
+        bundle: DataBundle,
+        engine: Engine,
+        parts: Any,
+        device: torch.device,
+        run_dir: Path | None,
+        error: str | None,
+    ) -> dict[str, Any]:
+        state = engine.state
+        history = state.history
+        monitor = config.train.monitor or "val_loss"
+        values = [(r.get(monitor), r.epoch) for r in history.records]
+        finite = [(v, e) for v, e in values if v is not None and math.isfinite(v)]
+        from nntune.optim import infer_mode
+
+        best = None
+        if finite:
+            pick = min if infer_mode(monitor) == "min" else max
+            best = pick(finite, key=lambda pair: pair[0])
+        splits = {}
+        for name in ("val", "test"):
+            part = bundle.split(name)
+            if part is None or error is not None:
+                splits[name] = None
+                continue
+            x, y = part
+            scores = evaluate(parts.model, parts.loss, bundle.task, x.to(device), y.to(device))
+            splits[name] = {k: _finite_or_none(v) for k, v in scores.items()}
+        seconds = engine.elapsed
+        status = "failed" if error else ("stopped" if engine.stop_reason else "completed")
+        return {
+            "name": config.name,
+            "run_dir": str(run_dir) if run_dir else None,
+            "status": status,
+            "stop_reason": error or engine.stop_reason,
+            "restored": engine.restored,
+            "task": bundle.task,
+            "dataset": bundle.dataset,
+            "monitor": monitor,
+            "best_epoch": best[1] if best else None,
+            "best_value": best[0] if best else None,
+            "epochs_run": state.epoch,
+            "steps": state.step,
+            "skipped_steps": sum(int(r.extra.get("skipped_steps", 0)) for r in history.records),
+            "seconds": round(seconds, 4),
+            "steps_per_second": round(state.step / seconds, 3) if seconds > 0 else None,
+            "parameters": count_parameters(parts.model),
+            "val": splits["val"],
+            "test": splits["test"],
+            "seed": config.seed,
+            "device": str(device),
+            "threads": torch.get_num_threads(),
+            "versions": {
+                "nntune": _version(),
+                "torch": torch.__version__,
+                "python": sys.version.split()[0],
+            },
+        }
+
+
+# only these keys may differ between a run's config.yaml and the config it is resumed with
+RESUMABLE_CHANGES = ("train.epochs", "train.threads", "train.checkpoint_every")
+
+
+def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(tree, dict):
+        flat: dict[str, Any] = {}
+        for key, value in tree.items():
+            flat.update(_flatten(value, f"{prefix}.{key}" if prefix else str(key)))
+        return flat
+    return {prefix: tree}
+
+
+def _finite_or_none(value: float) -> float | None:
+    return value if math.isfinite(value) else None
+
+
+def _version() -> str:
+    from nntune import __version__
+
+    return __version__
+
+
+def _pair(data: Any, key: str) -> tuple[Any, Any]:
+    if isinstance(data, TensorDataset) and len(data.tensors) == 2:
+        return data.tensors[0], data.tensors[1]
+    if isinstance(data, (tuple, list)) and len(data) == 2:
+        return data[0], data[1]
+    raise DataError(
+        f"{key}: expected (x, y) arrays/tensors or a torch Dataset, got {type(data).__name__}"
+    )
+
+
+def _array(value: Any) -> np.ndarray:
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu().numpy()
+    return np.asarray(value)
+
+
+def _materialize(dataset: Dataset, key: str) -> tuple[torch.Tensor, torch.Tensor]:
+    try:
+        items = [dataset[i] for i in range(len(dataset))]  # type: ignore[arg-type]
+        xs = torch.stack([torch.as_tensor(x) for x, _ in items])
+        ys = torch.stack([torch.as_tensor(y) for _, y in items])
+    except (TypeError, ValueError, RuntimeError) as err:
+        raise DataError(
+            f"{key}: items must be (x, y) pairs of tensors of one shape: {err}"
+        ) from None
+    return xs, ys
+
+
+def _dataset_bundle(
+    train: Dataset, val: UserData | None, test: UserData | None, config: Config
+) -> DataBundle:
+    """A bundle for a Dataset used as is: no splits or preprocessing; val/test in memory."""
+    x0, y0 = train[0]
+    y0 = torch.as_tensor(y0)
+    task = config.data.task
+    if task == "auto":
+        task = "classification" if not y0.is_floating_point() else "regression"
+    parts: dict[str, tuple[torch.Tensor, torch.Tensor] | None] = {}
+    for key, part in (("val_data", val), ("test_data", test)):
+        if part is None:
+            parts[key] = None
+        elif isinstance(part, Dataset):
+            parts[key] = _materialize(part, key)
+        else:
+            a, b = _pair(part, key)
+            parts[key] = (torch.as_tensor(a), torch.as_tensor(b))
+    if task == "classification":
+        # one pass over the targets: the number of classes sizes a built model and the metrics
+        n_outputs = 1 + max(int(torch.as_tensor(train[i][1])) for i in range(len(train)))  # type: ignore[arg-type]
+    else:
+        n_outputs = int(y0.numel())
+    val_part, test_part = parts["val_data"], parts["test_data"]
+    empty = torch.empty(0)
+    return DataBundle(
+        x_train=empty,
+        y_train=empty,
+        x_val=val_part[0] if val_part else None,
+        y_val=val_part[1] if val_part else None,
+        x_test=test_part[0] if test_part else None,
+        y_test=test_part[1] if test_part else None,
+        task=task,
+        n_outputs=n_outputs,
+        sample_shape=tuple(torch.as_tensor(x0).shape),
+        dataset="user Dataset",
+    )
+
+
+def train(
+    config: ConfigSource,
+    overrides: Sequence[str] | Mapping[str, Any] | None = None,
+    **options: Any,
+) -> RunResult:
+    """Train ``config`` (a YAML path, a mapping or a Config) and write a run folder.
+
+    ``overrides`` are ``"key=value"`` strings as for ``--set`` or a ``{dotted_key: value}``
+    mapping. Keyword options are those of :class:`Trainer` (``out``, ``resume``, ``model``,
+    ``data``, ``callbacks``...).
+    """
+    return Trainer(config, overrides, **options).fit()
