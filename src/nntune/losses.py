@@ -79,14 +79,14 @@ class BinaryCrossEntropy(Loss):
         return 1 if n_classes_or_targets == 2 else n_classes_or_targets
 
     def __call__(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        weight = None
+        if self.class_weights is not None:  # each sample weighted by the weight of its class
+            weight = self.class_weights[targets].unsqueeze(1)
         if outputs.shape[1] == 1:
             target = targets.to(outputs.dtype).unsqueeze(1)
-            weight = None
-            if self.class_weights is not None:
-                weight = self.class_weights[targets].unsqueeze(1)
             return F.binary_cross_entropy_with_logits(outputs, target, weight=weight)
         one_hot = F.one_hot(targets, outputs.shape[1]).to(outputs.dtype)
-        return F.binary_cross_entropy_with_logits(outputs, one_hot, pos_weight=None)
+        return F.binary_cross_entropy_with_logits(outputs, one_hot, weight=weight)
 
     def probabilities(self, outputs: torch.Tensor) -> torch.Tensor:
         p = torch.sigmoid(outputs.float())

@@ -75,7 +75,10 @@ def apply_overrides(raw: dict[str, Any], overrides: Iterable[tuple[str, Any]]) -
         node = result
         for depth, part in enumerate(parts[:-1]):
             child = node.get(part)
-            if child is None:
+            if child is None and _is_component(parts[: depth + 1]):
+                # `--set optimizer.lr=0.1` with no optimizer in the file sets the default's option
+                child = node[part] = _default_component(parts[: depth + 1])
+            elif child is None:
                 child = node[part] = {}
             elif isinstance(child, str) and _is_component(parts[: depth + 1]):
                 # `optimizer: adam` + `--set optimizer.lr=0.1` → {name: adam, lr: 0.1}
@@ -92,6 +95,15 @@ def apply_overrides(raw: dict[str, Any], overrides: Iterable[tuple[str, Any]]) -
 
 def _is_component(parts: list[str]) -> bool:
     return ".".join(parts) in COMPONENT_FIELDS
+
+
+def _default_component(parts: list[str]) -> dict[str, Any]:
+    """The default of the component field at ``parts``, as a ``{name: ..., options}`` mapping."""
+    model: Any = Config
+    for part in parts[:-1]:
+        model = model.model_fields[part].annotation
+    default = model.model_fields[parts[-1]].get_default(call_default_factory=True)
+    return {"name": default.name, **copy.deepcopy(default.options)}
 
 
 def _looks_like_path(value: str) -> bool:

@@ -172,6 +172,8 @@ def frame_to_array(frame: pd.DataFrame, part: str, dataset: str) -> np.ndarray:
             "(e.g. preprocess: [onehot, standardize])"
         )
     values = frame.to_numpy(dtype=np.float32)
+    if not values.flags.writeable:  # pandas' copy-on-write hands out read-only views
+        values = values.copy()
     finite = np.isfinite(values)
     if not finite.all():
         columns = [

@@ -323,13 +323,14 @@ class Plateau(Schedule):
         value = metrics[self.options.monitor]
         if value is None or not math.isfinite(value):
             return
-        if self.cooldown_left > 0:
-            self.cooldown_left -= 1
         if is_improvement(value, self.best, self.mode, self.options.min_delta):
             self.best, self.bad_epochs = value, 0
-            return
-        self.bad_epochs += 1
-        if self.bad_epochs > self.options.patience and self.cooldown_left == 0:
+        else:
+            self.bad_epochs += 1
+        if self.cooldown_left > 0:  # epochs in cooldown do not count towards the patience
+            self.cooldown_left -= 1
+            self.bad_epochs = 0
+        if self.bad_epochs > self.options.patience:
             self.current = max(self.options.min_factor, self.current * self.options.factor)
             self.bad_epochs = 0
             self.cooldown_left = self.options.cooldown

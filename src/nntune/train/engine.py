@@ -62,6 +62,12 @@ class EngineSettings:
     penalized: Sequence[nn.Parameter] = field(default_factory=list)
 
 
+def horizon(batches: TensorBatches | LoaderBatches, settings: EngineSettings) -> Horizon:
+    """The run's length in optimizer steps (what schedules are defined over)."""
+    steps_per_epoch = math.ceil(len(batches) / settings.accumulate)
+    return Horizon(settings.epochs * steps_per_epoch, steps_per_epoch)
+
+
 class Engine:
     def __init__(
         self,
@@ -88,8 +94,8 @@ class Engine:
         keys = [cb.key for cb in self.callbacks]
         if len(set(keys)) != len(keys):
             raise ValueError(f"callback keys must be unique, got {keys}")
-        steps_per_epoch = math.ceil(len(batches) / settings.accumulate)
-        self.horizon = Horizon(settings.epochs * steps_per_epoch, steps_per_epoch)
+        self.horizon = horizon(batches, settings)
+        steps_per_epoch = self.horizon.steps_per_epoch
         self.schedule = schedule(self.horizon)
         self.base_lrs = [group["lr"] for group in optimizer.param_groups]
         # batch order and augmentation draw from this generator, so they are part of the state

@@ -43,7 +43,7 @@ from nntune.train.callbacks import (
     ProgressBar,
 )
 from nntune.train.checkpoint import load_checkpoint, write_json_atomic, write_text_atomic
-from nntune.train.engine import Engine, EngineSettings
+from nntune.train.engine import Engine, EngineSettings, horizon
 from nntune.train.evaluate import evaluate
 from nntune.train.rundir import (
     CONFIG,
@@ -171,6 +171,7 @@ class Trainer:
         if bundle.x_val is not None and bundle.y_val is not None:
             val = (bundle.x_val.to(device), bundle.y_val.to(device))
 
+        parts.schedule(horizon(batches, settings))  # schedule errors now, before any file exists
         run_dir = self._run_dir(config) if self.write else None
         self.run_dir = run_dir
         meta = self._meta(config, bundle)

@@ -13,8 +13,9 @@ from nntune.train.callbacks.base import Callback, Decision, Restore, SkipStep, S
 
 class NanGuard(Callback):
     """A non-finite loss skips its step. When the weights themselves went non-finite, the state
-    saved at the start of the epoch is restored. After ``max_consecutive`` non-finite losses in a
-    row training stops with an error that says what to try."""
+    saved at the start of the epoch is restored. Training stops with an error that says what to
+    try after ``max_consecutive`` non-finite losses in a row, or when the weights go non-finite
+    again in the epoch they were restored in (the run diverges, restoring will not help)."""
 
     key = "nan_guard"
 
@@ -25,6 +26,7 @@ class NanGuard(Callback):
     def on_train_begin(self, state: TrainState | None) -> None:
         self.total = 0
         self.in_row = 0
+        self.restored_in: int | None = None
         self.good_model: dict[str, torch.Tensor] | None = None
         self.good_optimizer: dict[str, Any] | None = None
 
@@ -40,16 +42,25 @@ class NanGuard(Callback):
             return None
         self.total += 1
         self.in_row += 1
+        advice = (
+            f"lower optimizer.lr (now {state.lr:g}), add train.grad_clip: {{norm: 1.0}}, "
+            "or check the data for extreme values"
+        )
         if self.in_row >= self.max_consecutive:
-            lr = state.lr
             return Stop(
                 f"the training loss was non-finite (NaN/inf) at {self.in_row} steps in a row "
-                f"(epoch {state.epoch + 1}, step {state.step}); lower optimizer.lr (now {lr:g}), "
-                "add train.grad_clip: {norm: 1.0}, or check the data for extreme values",
+                f"(epoch {state.epoch + 1}, step {state.step}); {advice}",
                 error=True,
             )
         weights_bad = any(not torch.isfinite(p).all() for p in state.model.parameters())
+        if weights_bad and self.restored_in == state.epoch:
+            return Stop(
+                f"training diverges: the weights became non-finite again in epoch "
+                f"{state.epoch + 1} after being restored to the start of the epoch; {advice}",
+                error=True,
+            )
         if weights_bad and self.good_model is not None:
+            self.restored_in = state.epoch
             return Restore(
                 "non-finite weights: restored the state of the start of the epoch",
                 self.good_model,
@@ -58,8 +69,9 @@ class NanGuard(Callback):
         return SkipStep("non-finite loss")
 
     def state_dict(self) -> dict[str, Any]:
-        return {"total": self.total, "in_row": self.in_row}
+        return {"total": self.total, "in_row": self.in_row, "restored_in": self.restored_in}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.total = int(state["total"])
         self.in_row = int(state["in_row"])
+        self.restored_in = state["restored_in"]
