@@ -28,9 +28,7 @@ def write_config(path: Path, config: dict) -> Path:
     return path
 
 
-def nntune_in_process(
-    capsys: object, *args: str, cwd: Path
-) -> subprocess.CompletedProcess[str]:
+def nntune_in_process(capsys: object, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     """The same command run in this process (much faster than a new interpreter): for the many
     bad-input cases. ``capsys`` is pytest's fixture."""
     from nntune.cli import main

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from pathlib import Path
@@ -34,7 +35,15 @@ def test_training_learns_and_writes_the_run_folder(in_tmp: Path, tiny: dict) -> 
     for name in ("config.yaml", "metrics.jsonl", "summary.json"):
         assert (run / name).is_file()
     summary = json.loads((run / "summary.json").read_text())
-    for key in ("best_epoch", "epochs_run", "val", "test", "seconds", "steps_per_second", "parameters"):
+    for key in (
+        "best_epoch",
+        "epochs_run",
+        "val",
+        "test",
+        "seconds",
+        "steps_per_second",
+        "parameters",
+    ):
         assert key in summary
     assert summary["epochs_run"] == 15
     assert set(summary["test"]) >= {"accuracy", "f1", "auc", "loss"}
@@ -136,7 +145,9 @@ def test_l1_penalty_makes_weights_sparse_but_spares_biases(in_tmp: Path, tiny: d
         values = torch.cat([w.flatten() for k, w in weights.items() if k.endswith(kind)])
         return float((values.abs() < 1e-2).float().mean())
 
-    assert small_fraction(_weights(sparse), "weight") > small_fraction(_weights(plain), "weight") + 0.2
+    assert (
+        small_fraction(_weights(sparse), "weight") > small_fraction(_weights(plain), "weight") + 0.2
+    )
     # biases are not penalised: they are not driven to zero more than without the penalty
     assert small_fraction(_weights(sparse), "bias") < 0.9
 
@@ -159,7 +170,7 @@ def test_schedule_sets_the_lr_each_step(in_tmp: Path, tiny: dict) -> None:
     result = nntune.train(tiny)
     lrs = result.history.values("lr")
     # the lr logged at an epoch's end is that of its last step: strictly decreasing to ~0
-    assert all(a > b for a, b in zip(lrs, lrs[1:], strict=False))
+    assert all(a > b for a, b in itertools.pairwise(lrs))
     steps = result.summary["steps"]
     expected_last = 0.01 * 0.5 * (1 + math.cos(math.pi * (steps - 1) / steps))
     assert lrs[-1] == pytest.approx(expected_last, rel=1e-6)

@@ -101,9 +101,7 @@ def test_resume_refuses_a_different_config(tmp_path: Path) -> None:
     cfg = write_config(tmp_path / "cfg.yaml", config)
     assert nntune("train", str(cfg), "--out", "run", "--quiet", cwd=tmp_path).returncode == 0
     before = (tmp_path / "run/metrics.jsonl").read_text()
-    other = nntune(
-        "train", str(cfg), "--resume", "run", "--set", "optimizer.lr=0.1", cwd=tmp_path
-    )
+    other = nntune("train", str(cfg), "--resume", "run", "--set", "optimizer.lr=0.1", cwd=tmp_path)
     assert other.returncode == 2
     assert "optimizer.lr" in other.stderr and "Traceback" not in other.stderr
     assert (tmp_path / "run/metrics.jsonl").read_text() == before

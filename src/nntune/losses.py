@@ -3,7 +3,6 @@ to turn model outputs into class probabilities."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
 from typing import Literal
 
 import torch
@@ -39,7 +38,7 @@ class Loss:
         return self
 
 
-LOSSES: Registry[Callable[..., Loss]] = Registry("loss", plural="losses")
+LOSSES: Registry[type[Loss]] = Registry("loss", plural="losses")
 
 
 class _Options(BaseModel):
@@ -183,10 +182,10 @@ def build_loss(
     """The loss ``name`` for ``task``; 'balanced' class weights come from the training labels."""
     entry = LOSSES.get(name, key="loss")
     cls = entry.builder
-    if getattr(cls, "task", "classification") != task:
-        fitting = [n for n, e in _entries() if getattr(e, "task", None) == task]
+    if cls.task != task:
+        fitting = [e.name for e in LOSSES.entries() if e.builder.task == task]
         raise ConfigError(
-            f"loss = '{entry.name}' is a {cls.task} loss but data.task is {task}; "  # type: ignore[attr-defined]
+            f"loss = '{entry.name}' is a {cls.task} loss but data.task is {task}; "
             f"use one of: {', '.join(fitting)}"
         )
     weights = getattr(options, "class_weights", None)
@@ -201,7 +200,3 @@ def build_loss(
             )
         tensor = torch.tensor(weights, dtype=torch.float32)
     return cls(options, tensor)
-
-
-def _entries() -> Sequence[tuple[str, type]]:
-    return [(e.name, e.builder) for e in LOSSES.entries()]  # type: ignore[misc]

@@ -6,6 +6,7 @@ option or a bad value is rejected when the config is loaded, with a message nami
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
@@ -106,11 +107,11 @@ class Registry(Generic[B]):
     def __len__(self) -> int:
         return len(self._entries)
 
-    def list(self, tag: str | None = None) -> list[str]:
+    def list(self, tag: str | None = None) -> builtins.list[str]:
         """Registered names (canonical, in registration order), optionally with a tag."""
         return [n for n, e in self._entries.items() if tag is None or tag in e.tags]
 
-    def entries(self) -> list[Entry[B]]:
+    def entries(self) -> builtins.list[Entry[B]]:
         return list(self._entries.values())
 
     def get(self, name: str, key: str | None = None) -> Entry[B]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import typer
 
@@ -13,7 +14,8 @@ from nntune.cli._app import app, stdout
 def list_command(
     what: str = typer.Argument(
         ...,
-        help="optimizers, schedules, losses, archs, activations, inits, datasets, preprocess, augment",
+        help="optimizers, schedules, losses, archs, activations, inits, datasets, preprocess, "
+        "augment",
         show_default=False,
     ),
     json_out: bool = typer.Option(False, "--json", help="print JSON"),
@@ -29,7 +31,7 @@ def list_command(
             f"nntune list {what}: unknown list{did_you_mean(what, REGISTRIES)} "
             f"(allowed: {', '.join(REGISTRIES)})"
         )
-    rows = []
+    rows: list[dict[str, Any]] = []
     for entry in registry.entries():
         rows.append(
             {

@@ -13,7 +13,9 @@ from nntune.cli._app import app, stderr, stdout
 
 @app.command("train")
 def train_command(
-    config: Path = typer.Argument(..., help="YAML config file", metavar="CONFIG", show_default=False),
+    config: Path = typer.Argument(
+        ..., help="YAML config file", metavar="CONFIG", show_default=False
+    ),
     set_: list[str] = typer.Option(
         [], "--set", help="override a key: --set optimizer.lr=3e-3 (YAML values)"
     ),
@@ -54,7 +56,9 @@ def summary_lines(summary: dict) -> list[str]:
     def fmt(metrics: dict | None) -> str:
         if not metrics:
             return "-"
-        return "  ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} -" for k, v in metrics.items())
+        return "  ".join(
+            f"{k} {v:.4f}" if isinstance(v, float) else f"{k} -" for k, v in metrics.items()
+        )
 
     lines = [
         f"run      {summary['run_dir']}",

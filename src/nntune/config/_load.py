@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -56,10 +57,8 @@ def parse_override(text: str) -> tuple[str, Any]:
         raise ConfigError(f"--set '{text}': the value is not valid YAML: {err}") from None
     # YAML 1.1 reads 3e-3 as a string (it wants 3.0e-3); users mean the number
     if isinstance(parsed, str):
-        try:
+        with contextlib.suppress(ValueError):
             parsed = float(parsed) if _looks_numeric(parsed) else parsed
-        except ValueError:
-            pass
     return key, parsed
 
 

@@ -37,7 +37,7 @@ class AugmentContext:
     image_shape: tuple[int, ...] | None = None
 
 
-AugmentBuilder = Callable[[BaseModel, AugmentContext], Augmentation]
+AugmentBuilder = Callable[..., Augmentation]  # (options, AugmentContext) -> augmentation
 AUGMENT: Registry[AugmentBuilder] = Registry("augmentation")
 
 

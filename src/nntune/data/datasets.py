@@ -111,7 +111,7 @@ def _sklearn_bundled(name: str, loader_name: str, task: str) -> None:
             x=np.asarray(bunch.data, dtype=np.float32),
             y=np.asarray(bunch.target),
             task=task,
-            class_names=[str(n) for n in names] if task == "classification" else None,
+            class_names=[str(n) for n in names] if names is not None else None,
         )
 
     build.__doc__ = f"scikit-learn's bundled {name} dataset ({task})."
@@ -125,8 +125,13 @@ _sklearn_bundled("breast_cancer", "load_breast_cancer", "classification")
 _sklearn_bundled("diabetes", "load_diabetes", "regression")
 
 
-def _synthetic(name: str, default_noise: float, doc: str) -> Callable[[Callable], Callable]:
-    def wrap(make: Callable[[int, float, np.random.Generator], tuple[np.ndarray, np.ndarray]]):
+Generator = Callable[[int, float, np.random.Generator], tuple[np.ndarray, np.ndarray]]
+
+
+def _synthetic(name: str, default_noise: float, doc: str) -> Callable[[Generator], Generator]:
+    """Register a 2-D classification generator ``make(n, noise, rng)`` as a dataset."""
+
+    def wrap(make: Generator) -> Generator:
         def build(request: DatasetRequest) -> RawDataset:
             n = request.n_samples or 1000
             noise = default_noise if request.noise is None else request.noise
@@ -318,7 +323,7 @@ def load_dataset(
             f"data.noise applies to synthetic datasets only ({', '.join(synthetic)}), "
             f"not to '{name}'"
         )
-    for key, value in (("target", target), ("features", features)):
-        if value is not None:
+    for key, given in (("target", target is not None), ("features", features is not None)):
+        if given:
             raise DataError(f"data.{key} applies to csv/parquet files only, not to '{name}'")
     return entry.builder(DatasetRequest(n_samples=n_samples, noise=noise))

@@ -34,7 +34,7 @@ class Pipeline:
         for i, component in enumerate(components):
             entry = PREPROCESS.get(component.name, key=f"data.preprocess[{i}]")
             options = entry.parse_options(component.options, f"data.preprocess[{i}]")
-            steps.append((component, entry.builder(options)))
+            steps.append((component, entry.builder(options)))  # type: ignore[arg-type]
         return cls(steps)
 
     def fit_transform(self, frame: pd.DataFrame) -> pd.DataFrame:
@@ -233,8 +233,9 @@ def prepare_data(
     else:
         frame_test, y_test = None, None
     pool_labels = y_pool[positions] if strat is not None else _dummy(positions)
+    val_fraction = 0.0 if val is not None else data.val_split  # a given val part replaces it
     keep, held = split_off(
-        pool_labels, data.val_split, seed + 1, "data.val_split", "a validation part"
+        pool_labels, val_fraction, seed + 1, "data.val_split", "a validation part"
     )
     val_pos, train_pos = positions[held], positions[keep]
     if data.limit is not None:
@@ -283,12 +284,12 @@ def prepare_data(
     n_outputs = len(class_names or []) if task == "classification" else int(train[1].shape[1])
     if task == "classification" and n_outputs < 2:
         raise DataError(f"data: the target of '{raw.name}' has a single class; nothing to learn")
-    val, test = tensors["val"], tensors["test"]
+    val_part, test = tensors["val"], tensors["test"]
     return DataBundle(
         x_train=train[0],
         y_train=train[1],
-        x_val=val[0] if val else None,
-        y_val=val[1] if val else None,
+        x_val=val_part[0] if val_part else None,
+        y_val=val_part[1] if val_part else None,
         x_test=test[0] if test else None,
         y_test=test[1] if test else None,
         task=task,

@@ -10,7 +10,7 @@ from torch import nn
 
 from nntune.registry import NoOptions, Registry
 
-ActivationBuilder = Callable[[BaseModel], nn.Module]
+ActivationBuilder = Callable[..., nn.Module]  # (options) -> module
 ACTIVATIONS: Registry[ActivationBuilder] = Registry("activation")
 
 

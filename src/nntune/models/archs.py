@@ -35,7 +35,7 @@ class ModelSpec:
         return math.prod(self.sample_shape)
 
 
-ArchBuilder = Callable[[BaseModel, ModelSpec], nn.Module]
+ArchBuilder = Callable[..., nn.Module]  # (options, ModelSpec) -> module
 ARCHS: Registry[ArchBuilder] = Registry("arch")
 
 

@@ -17,7 +17,7 @@ from torch import nn
 from nntune.registry import NoOptions, Registry
 
 WeightInit = Callable[[torch.Tensor], object]
-InitBuilder = Callable[[BaseModel], WeightInit | None]
+InitBuilder = Callable[..., WeightInit | None]  # (options) -> weight init
 INITS: Registry[InitBuilder] = Registry("init")
 
 

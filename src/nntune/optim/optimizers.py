@@ -15,7 +15,7 @@ from torch import nn
 
 from nntune.registry import Registry
 
-OptimizerBuilder = Callable[[BaseModel, list[dict[str, Any]]], torch.optim.Optimizer]
+OptimizerBuilder = Callable[..., torch.optim.Optimizer]  # (options, param groups)
 OPTIMIZERS: Registry[OptimizerBuilder] = Registry("optimizer")
 
 
@@ -141,7 +141,8 @@ def is_no_decay(name: str, param: nn.Parameter) -> bool:
 
 def parameter_groups(model: nn.Module) -> list[dict[str, Any]]:
     """[weights (decayed), biases and norm parameters (weight_decay 0)]; empty groups dropped."""
-    decay, no_decay = [], []
+    decay: list[nn.Parameter] = []
+    no_decay: list[nn.Parameter] = []
     for name, param in model.named_parameters():
         if param.requires_grad:
             (no_decay if is_no_decay(name, param) else decay).append(param)

@@ -51,7 +51,8 @@ class ScheduleOptions(BaseModel):
 
 # factor(t, T): t counts steps after warmup, T is the number of steps after warmup
 FactorFn = Callable[[int, int], float]
-ScheduleBuilder = Callable[[BaseModel, Horizon], FactorFn]
+# (options, Horizon) -> a factor function, or a whole Schedule (one_cycle, plateau)
+ScheduleBuilder = Callable[..., "FactorFn | Schedule"]
 SCHEDULES: Registry[ScheduleBuilder] = Registry("schedule")
 
 

@@ -184,14 +184,14 @@ def as_reconstruction(bundle: DataBundle) -> DataBundle:
     """The bundle with every split's targets replaced by its (flattened) inputs."""
     from dataclasses import replace
 
-    def flat(x: torch.Tensor | None) -> torch.Tensor | None:
-        return None if x is None else x.reshape(len(x), -1).clone()
+    def flat(x: torch.Tensor) -> torch.Tensor:
+        return x.reshape(len(x), -1).clone()
 
     return replace(
         bundle,
         y_train=flat(bundle.x_train),
-        y_val=flat(bundle.x_val),
-        y_test=flat(bundle.x_test),
+        y_val=None if bundle.x_val is None else flat(bundle.x_val),
+        y_test=None if bundle.x_test is None else flat(bundle.x_test),
         task="regression",
         n_outputs=int(bundle.x_train[0].numel()),
         class_names=None,

@@ -301,7 +301,7 @@ class Engine:
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to continue this run exactly, as plain tensors and containers."""
         state = self.state
-        np_state = np.random.get_state()
+        np_state: Any = np.random.get_state()
         rng: dict[str, Any] = {
             "torch": torch.get_rng_state(),
             "generator": self.generator.get_state(),

@@ -328,7 +328,7 @@ class Trainer:
         if finite:
             pick = min if infer_mode(monitor) == "min" else max
             best = pick(finite, key=lambda pair: pair[0])
-        splits = {}
+        splits: dict[str, dict[str, float | None] | None] = {}
         for name in ("val", "test"):
             part = bundle.split(name)
             if part is None or error is not None:

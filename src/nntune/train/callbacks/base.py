@@ -85,8 +85,9 @@ class Callback:
         """After validation; ``record`` holds the epoch's logged values."""
         return None
 
-    def on_train_end(self, state: TrainState, reason: str) -> None:
-        pass
+    def on_train_end(self, state: TrainState, reason: str) -> Decision:
+        """After the last epoch; a Restore here sets the final weights (e.g. the best ones)."""
+        return None
 
     def state_dict(self) -> dict[str, Any]:
         return {}

@@ -94,5 +94,7 @@ class Checkpoints(Callback):
 def model_weights(payload: dict[str, Any]) -> dict[str, torch.Tensor]:
     """The model state of a best.pt or last.pt payload."""
     if "model" in payload:
-        return payload["model"]  # type: ignore[no-any-return]
-    return payload["engine"]["model"]  # type: ignore[no-any-return]
+        weights: dict[str, torch.Tensor] = payload["model"]
+        return weights
+    weights = payload["engine"]["model"]
+    return weights

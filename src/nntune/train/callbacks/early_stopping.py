@@ -41,9 +41,10 @@ class EarlyStopping(Callback):
     def on_epoch_end(self, state: TrainState, record: EpochRecord) -> Decision:
         value = record.get(self.monitor)
         if value is None and self.monitor not in record.to_json():
+            logged = [k for k in record.to_json() if k.startswith(("train_", "val_"))]
             raise ConfigError(
                 f"train.early_stopping.monitor = '{self.monitor}' is not logged "
-                f"(logged: {', '.join(k for k in record.to_json() if k.startswith(('train_', 'val_')))})"
+                f"(logged: {', '.join(logged)})"
             )
         if (
             value is not None

@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
 
 from nntune.records import EpochRecord
 from nntune.train.callbacks.base import Callback, Decision, TrainState
@@ -16,7 +23,7 @@ class ProgressBar(Callback):
         self.title = title
         self.monitor = monitor
         self._progress: Progress | None = None
-        self._task = 0
+        self._task = TaskID(0)
         self._every = 1
 
     def on_train_begin(self, state: TrainState) -> None:

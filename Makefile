@@ -1,0 +1,46 @@
+# Everything the project needs is installed by this file (into .venv), pinned by constraints.txt.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+CONSTRAINTS := constraints.txt
+
+.PHONY: install dev demo test lint typecheck pytest bench clean
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+
+$(VENV)/.installed: $(VENV)/bin/python pyproject.toml $(CONSTRAINTS)
+	$(PIP) install --quiet -c $(CONSTRAINTS) -e .
+	touch $@
+
+$(VENV)/.installed-dev: $(VENV)/.installed
+	$(PIP) install --quiet -c $(CONSTRAINTS) -e '.[dev]'
+	touch $@
+
+install: $(VENV)/.installed          ## the package and its runtime dependencies
+
+dev: $(VENV)/.installed-dev          ## plus test, lint and benchmark tools
+
+demo: install                        ## train the example recipe on MNIST-1D
+	$(VENV)/bin/nntune train examples/mnist1d.yaml
+
+lint: dev
+	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/ruff format --check src tests bench
+
+typecheck: dev
+	$(VENV)/bin/mypy src/nntune
+
+pytest: dev
+	$(VENV)/bin/pytest -q
+
+test: lint typecheck pytest          ## what CI runs
+
+bench: dev                           ## the benchmarks of README (slow; not part of test)
+	$(PY) bench/engine.py
+	$(PY) bench/recipe.py
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
