@@ -14,7 +14,7 @@ from nntune.config import COMPONENT_FIELDS, Component, Config, validate_config
 from nntune.data import AUGMENT, DATASETS, PREPROCESS, Augmentation, AugmentContext, DataBundle
 from nntune.errors import ConfigError
 from nntune.losses import LOSSES, Loss, build_loss, default_loss
-from nntune.metrics import check_metrics, metric_names
+from nntune.metrics import check_metrics, epoch_metric_names
 from nntune.models import ACTIVATIONS, ARCHS, INITS, build_model, image_shape_of
 from nntune.optim import OPTIMIZERS, SCHEDULES, Horizon, Schedule, build_schedule
 from nntune.optim.optimizers import parameter_groups
@@ -95,7 +95,9 @@ def resolve_for_data(config: Config, bundle: DataBundle) -> Config:
         raw["loss"] = _resolve_component(LOSSES, Component(name=default_loss(bundle.task)), "loss")
     metrics = config.train.metrics
     metrics = (
-        check_metrics(metrics, bundle.task) if metrics is not None else metric_names(bundle.task)
+        check_metrics(metrics, bundle.task)
+        if metrics is not None
+        else epoch_metric_names(bundle.task)
     )
     raw["train"]["metrics"] = list(metrics)
     has_val = bundle.x_val is not None
