@@ -148,3 +148,47 @@ def test_write_false_leaves_no_run_folder(in_tmp: Path, tiny: dict) -> None:
 def test_bad_user_data_is_a_data_error(in_tmp: Path) -> None:
     with pytest.raises(nntune.DataError, match="data"):
         nntune.Trainer({}, data=[1, 2, 3]).fit()
+
+
+def test_a_run_folder_predicts_raw_rows_with_its_own_preprocessing(in_tmp: Path) -> None:
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    n = 400
+    city = rng.choice(["paris", "rome", "oslo"], n)
+    size = rng.normal(100.0, 30.0, n)
+    size[rng.random(n) < 0.05] = np.nan
+    label = np.where((city == "rome") | (np.nan_to_num(size, nan=100.0) > 120), "yes", "no")
+    pd.DataFrame({"size": size, "city": city, "label": label}).to_csv("table.csv", index=False)
+    config = {
+        "data": {
+            "dataset": "table.csv",
+            "test_split": 0.25,
+            "preprocess": [{"name": "impute", "strategy": "median"}, "onehot", "standardize"],
+        },
+        "optimizer": {"name": "adam", "lr": 0.01},
+        "train": {"epochs": 30, "threads": 1},
+    }
+    result = nntune.train(config, out="run")
+    predictor = nntune.load_run("run")
+    raw = pd.DataFrame(
+        {"city": ["rome", "oslo", "paris"], "size": [50.0, 200.0, 60.0], "label": ["?"] * 3}
+    )
+    out = predictor.predict(raw)
+    assert out["predictions"] == ["yes", "yes", "no"]
+    assert np.allclose(np.sum(out["probabilities"], axis=1), 1.0)
+    assert result.test["accuracy"] > 0.9
+    # arrays in the training column order work too, and a wrong width is a clear error
+    same = predictor.predict(np.array([[50.0, "rome"]], dtype=object))
+    assert same["predictions"] == ["yes"]
+    with pytest.raises(nntune.DataError, match="features"):
+        predictor.predict(np.zeros((1, 5)))
+
+
+def test_load_run_of_a_custom_model_says_how_to_load_it(in_tmp: Path) -> None:
+    x, y = _blobs()
+    nntune.Trainer(
+        {"train": {"epochs": 1, "threads": 1}}, model=Net(), data=(x, y), out="run"
+    ).fit()
+    with pytest.raises(nntune.RunFolderError, match="Net"):
+        nntune.load_run("run")

@@ -10,7 +10,7 @@ __version__ = "0.1.0"
 from nntune.config import Config, load_config
 from nntune.errors import ConfigError, DataError, NntuneError, RunFolderError, TrainingError
 from nntune.records import EpochRecord, History, RunResult
-from nntune.train import Trainer, train
+from nntune.train import Predictor, Trainer, load_run, train
 
 __all__ = [
     "Config",
@@ -19,11 +19,13 @@ __all__ = [
     "EpochRecord",
     "History",
     "NntuneError",
+    "Predictor",
     "RunFolderError",
     "RunResult",
     "Trainer",
     "TrainingError",
     "__version__",
     "load_config",
+    "load_run",
     "train",
 ]

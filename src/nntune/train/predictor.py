@@ -1,0 +1,123 @@
+"""Load a run folder and predict on raw inputs with the run's own fitted preprocessing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from nntune.config import Config, validate_config
+from nntune.data import Pipeline
+from nntune.data.pipeline import frame_to_array, to_frame
+from nntune.errors import DataError, RunFolderError
+from nntune.losses import LOSSES, Loss, build_loss
+from nntune.models import build_model
+from nntune.train.callbacks.checkpoints import model_weights
+from nntune.train.checkpoint import load_checkpoint
+from nntune.train.evaluate import outputs_for_metrics, predict_outputs
+from nntune.train.rundir import existing_run_dir
+
+
+class Predictor:
+    """A trained model plus everything needed to read raw inputs and explain its outputs."""
+
+    def __init__(
+        self, model: nn.Module, loss: Loss, pipeline: Pipeline | None, meta: dict[str, Any]
+    ) -> None:
+        self.model = model.eval()
+        self.loss = loss
+        self.pipeline = pipeline
+        self.meta = meta
+        self.task: str = meta["task"]
+        self.class_names: list[str] | None = meta.get("class_names")
+        self.sample_shape = tuple(meta["sample_shape"])
+
+    def features(self, raw: pd.DataFrame | np.ndarray | list[Any]) -> torch.Tensor:
+        """Raw inputs (rows of features as in the training data) → model inputs."""
+        if isinstance(raw, pd.DataFrame):
+            frame = raw
+            if self.pipeline is not None and self.pipeline.input_columns:
+                missing = [c for c in self.pipeline.input_columns if c not in frame.columns]
+                if missing:
+                    raise DataError(f"inputs lack the feature column(s) {missing}")
+                frame = frame[self.pipeline.input_columns]
+        else:
+            array = np.asarray(raw)
+            if array.ndim == 1:
+                array = array.reshape(1, -1)
+            width = int(np.prod(self.pipeline.raw_shape)) if self.pipeline else None
+            if width is not None and int(np.prod(array.shape[1:])) != width:
+                raise DataError(
+                    f"inputs have {int(np.prod(array.shape[1:]))} features per row; "
+                    f"the model was trained on {width}"
+                )
+            frame, _ = to_frame(array)
+            if self.pipeline is not None and self.pipeline.input_columns:
+                frame.columns = pd.Index(self.pipeline.input_columns)
+            # rows given as mixed lists/object arrays: numbers become numeric columns again
+            frame = frame.infer_objects()
+        rows = len(frame)
+        if self.pipeline is not None:
+            frame = self.pipeline.transform(frame.reset_index(drop=True))
+        if len(frame) != rows:
+            raise DataError(
+                "some input rows have missing values, which this run's impute step drops; "
+                "fill them before predicting"
+            )
+        values = frame_to_array(frame, "input", "prediction inputs")
+        return torch.from_numpy(values).reshape(rows, *self.sample_shape)
+
+    @torch.no_grad()
+    def predict(self, raw: pd.DataFrame | np.ndarray | list[Any]) -> dict[str, Any]:
+        """``{"predictions": [...], "probabilities": [[...]]}`` (probabilities for
+        classification only; predictions are class names when the run has them)."""
+        device = next(self.model.parameters()).device
+        outputs = predict_outputs(self.model, self.features(raw).to(device))
+        readable = outputs_for_metrics(self.loss, self.task, outputs).cpu()
+        if self.task != "classification":
+            values = readable.numpy()
+            flat = values[:, 0] if values.shape[1] == 1 else values
+            return {"predictions": flat.tolist()}
+        codes = readable.argmax(dim=1).tolist()
+        names = self.class_names
+        return {
+            "predictions": [names[c] for c in codes] if names else codes,
+            "probabilities": readable.numpy().tolist(),
+        }
+
+
+def load_run(run_dir: str | Path, checkpoint: str = "best") -> Predictor:
+    """The model of a run folder (``best`` or ``last`` checkpoint), ready to predict."""
+    folder = existing_run_dir(Path(run_dir))
+    path = folder / "checkpoints" / f"{checkpoint}.pt"
+    if not path.exists() and checkpoint == "best":
+        path = folder / "checkpoints" / "last.pt"
+    payload = load_checkpoint(path)
+    meta = payload.get("meta") or {}
+    if meta.get("custom_model"):
+        raise RunFolderError(
+            f"'{folder}' was trained with your own model class {meta['custom_model']}; rebuild "
+            f"it and load the weights: torch.load('{path}', weights_only=True)['model']"
+        )
+    try:
+        config: Config = validate_config(meta["config"])
+        pipeline = Pipeline.from_state(meta["pipeline"]) if meta.get("pipeline") else None
+        entry = LOSSES.get(config.loss.name, key="loss")
+        loss = build_loss(
+            entry.name,
+            entry.parse_options(config.loss.options, "loss"),
+            meta["task"],
+            None,
+            meta["n_outputs"],
+        )
+        model = build_model(
+            config.model, tuple(meta["sample_shape"]), loss.n_outputs(meta["n_outputs"])
+        )
+        model.load_state_dict(model_weights(payload))
+    except (KeyError, RuntimeError, TypeError, ValueError) as err:
+        raise RunFolderError(f"'{path}' does not hold a usable model: {err}") from None
+    return Predictor(model, loss, pipeline, meta)
