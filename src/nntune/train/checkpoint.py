@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import pickle
@@ -15,6 +16,18 @@ from nntune.errors import RunFolderError
 
 FORMAT = "nntune-checkpoint"
 VERSION = 1
+
+
+def clone_tree(tree: Any) -> Any:
+    """A copy of a state tree (dicts, lists, tuples of tensors and plain values) with every
+    tensor cloned: several times faster than copy.deepcopy on state dicts."""
+    if isinstance(tree, torch.Tensor):
+        return tree.detach().clone()
+    if isinstance(tree, dict):
+        return {key: clone_tree(value) for key, value in tree.items()}
+    if isinstance(tree, (list, tuple)):
+        return type(tree)(clone_tree(value) for value in tree)
+    return copy.deepcopy(tree)
 
 
 def _temporary(path: Path) -> Path:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import math
 import time
 from pathlib import Path
@@ -14,7 +13,7 @@ from nntune.errors import ConfigError
 from nntune.optim import is_improvement
 from nntune.records import EpochRecord
 from nntune.train.callbacks.base import Callback, Decision, TrainState
-from nntune.train.checkpoint import save_checkpoint
+from nntune.train.checkpoint import clone_tree, save_checkpoint
 
 
 class Checkpoints(Callback):
@@ -61,7 +60,7 @@ class Checkpoints(Callback):
         ):
             self.best, self.best_epoch = value, record.epoch
             self.pending_best = {
-                "model": copy.deepcopy(state.model.state_dict()),
+                "model": clone_tree(state.model.state_dict()),
                 "epoch": record.epoch,
                 "monitor": self.monitor,
                 "value": value,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import math
 from typing import Any
 
@@ -12,6 +11,7 @@ from nntune.errors import ConfigError
 from nntune.optim import infer_mode, is_improvement
 from nntune.records import EpochRecord
 from nntune.train.callbacks.base import Callback, Decision, Restore, Stop, TrainState
+from nntune.train.checkpoint import clone_tree
 
 
 class EarlyStopping(Callback):
@@ -53,7 +53,7 @@ class EarlyStopping(Callback):
         ):
             self.best, self.best_epoch, self.wait = value, record.epoch, 0
             if self.restore_best:
-                self.best_weights = copy.deepcopy(state.model.state_dict())
+                self.best_weights = clone_tree(state.model.state_dict())
             return None
         self.wait += 1
         if self.wait >= self.patience:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import copy
 import math
 from typing import Any
 
 import torch
 
 from nntune.train.callbacks.base import Callback, Decision, Restore, SkipStep, Stop, TrainState
+from nntune.train.checkpoint import clone_tree
 
 
 class NanGuard(Callback):
@@ -32,8 +32,8 @@ class NanGuard(Callback):
 
     def on_epoch_begin(self, state: TrainState) -> None:
         # the weights here passed a finite validation (or are the initial ones)
-        self.good_model = copy.deepcopy(state.model.state_dict())
-        self.good_optimizer = copy.deepcopy(state.optimizer.state_dict())
+        self.good_model = clone_tree(state.model.state_dict())
+        self.good_optimizer = clone_tree(state.optimizer.state_dict())
 
     def after_backward(self, state: TrainState, loss: torch.Tensor) -> Decision:
         value = state.loss
