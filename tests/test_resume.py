@@ -32,6 +32,7 @@ CONFIG = {
         "batch_size": 16,
         "threads": 1,
         "early_stopping": {"patience": 50},
+        "checkpoint_every": 0,  # a checkpoint at every epoch, so that the kill lands after one
     },
 }
 

@@ -101,9 +101,12 @@ class TrainConfig(Section):
         None, description="what best.pt tracks (default: val_loss, or train_loss with no val)"
     )
     checkpoint_every: float = Field(
-        0.0,
+        1.0,
         ge=0.0,
-        description="seconds between writes of checkpoints/last.pt (0: every epoch)",
+        description=(
+            "write checkpoints at the end of an epoch once this many seconds have passed since "
+            "the last write (0: every epoch), and always at the end of training"
+        ),
     )
     max_nonfinite: int = Field(
         10, ge=1, description="stop after this many non-finite losses in a row"

@@ -19,8 +19,10 @@ from nntune.train.checkpoint import clone_tree, save_checkpoint
 class Checkpoints(Callback):
     """last.pt holds the whole engine state; best.pt the weights of the best epoch.
 
-    With ``every_seconds`` > 0, last.pt is written at most that often (and at the end), and a
-    better best.pt waits in memory until then, so the two files always agree with each other.
+    With ``every_seconds`` > 0, they are written at the end of the first epoch that ends that
+    long after the last write (and at the end of training): a checkpoint costs a few ms, which
+    matters when epochs take tens of ms. A better best.pt waits in memory until then, so the
+    two files always agree with each other.
     """
 
     key = "checkpoints"
