@@ -92,6 +92,9 @@ def _torch_optimizer(
 ) -> None:
     def build(opts: BaseModel, groups: list[dict[str, Any]]) -> torch.optim.Optimizer:
         kwargs = opts.model_dump()
+        # the multi-tensor implementation: one C++ loop over all parameters instead of a Python
+        # loop (torch picks it by default only on CUDA); same update, less overhead per step
+        kwargs["foreach"] = True
         return cls(groups, **kwargs)
 
     build.__doc__ = doc
@@ -139,8 +142,14 @@ def is_no_decay(name: str, param: nn.Parameter) -> bool:
     return param.dim() <= 1 or name.endswith(".bias")
 
 
-def parameter_groups(model: nn.Module) -> list[dict[str, Any]]:
-    """[weights (decayed), biases and norm parameters (weight_decay 0)]; empty groups dropped."""
+def parameter_groups(model: nn.Module, split: bool = True) -> list[dict[str, Any]]:
+    """[weights (decayed), biases and norm parameters (weight_decay 0)]; empty groups dropped.
+
+    ``split=False`` gives one group of all parameters (when nothing is decayed anyway: one group
+    is one loop less in every optimizer step).
+    """
+    if not split:
+        return [{"params": [p for p in model.parameters() if p.requires_grad], "group": "all"}]
     decay: list[nn.Parameter] = []
     no_decay: list[nn.Parameter] = []
     for name, param in model.named_parameters():
@@ -157,7 +166,8 @@ def parameter_groups(model: nn.Module) -> list[dict[str, Any]]:
 def build_optimizer(name: str, options: BaseModel, model: nn.Module) -> torch.optim.Optimizer:
     """The optimizer ``name`` with validated ``options`` over ``model``'s parameters."""
     entry = OPTIMIZERS.get(name, key="optimizer")
-    return entry.builder(options, parameter_groups(model))
+    decays = getattr(options, "weight_decay", 0.0) > 0.0
+    return entry.builder(options, parameter_groups(model, split=decays))
 
 
 def decayed_parameters(model: nn.Module) -> Iterable[nn.Parameter]:

@@ -16,8 +16,7 @@ from nntune.errors import ConfigError
 from nntune.losses import LOSSES, Loss, build_loss, default_loss
 from nntune.metrics import check_metrics, epoch_metric_names
 from nntune.models import ACTIVATIONS, ARCHS, INITS, build_model, image_shape_of
-from nntune.optim import OPTIMIZERS, SCHEDULES, Horizon, Schedule, build_schedule
-from nntune.optim.optimizers import parameter_groups
+from nntune.optim import OPTIMIZERS, SCHEDULES, Horizon, Schedule, build_optimizer, build_schedule
 from nntune.registry import Registry
 
 # every registry a user can name things from, by the name `nntune list` uses
@@ -153,7 +152,7 @@ def build_parts(
     model = model.to(device)
     opt_entry = OPTIMIZERS.get(config.optimizer.name, key="optimizer")
     opt_options = opt_entry.parse_options(config.optimizer.options, "optimizer")
-    optimizer = opt_entry.builder(opt_options, parameter_groups(model))
+    optimizer = build_optimizer(opt_entry.name, opt_options, model)
     sched_entry = SCHEDULES.get(config.schedule.name, key="schedule")
     sched_options = sched_entry.parse_options(config.schedule.options, "schedule")
 

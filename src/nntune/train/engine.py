@@ -98,6 +98,7 @@ class Engine:
         steps_per_epoch = self.horizon.steps_per_epoch
         self.schedule = schedule(self.horizon)
         self.base_lrs = [group["lr"] for group in optimizer.param_groups]
+        self.params = [p for group in optimizer.param_groups for p in group["params"]]
         # batch order and augmentation draw from this generator, so they are part of the state
         self.generator = torch.Generator().manual_seed(seed)
         self.stop_reason: str | None = None
@@ -192,9 +193,9 @@ class Engine:
                     self._restore(decision)
                 skipped += 1
                 continue
-            measured = clip_gradients(self._params(), settings.clip_norm, settings.clip_value)
+            measured = clip_gradients(self.params, settings.clip_norm, settings.clip_value)
             if measured is None and state.step % settings.grad_norm_every == 0:
-                measured = grad_norm(self._params())
+                measured = grad_norm(self.params)
             state.grad_norm = float(measured) if measured is not None else None
             if state.grad_norm is not None:
                 norms.append(state.grad_norm)
@@ -263,9 +264,6 @@ class Engine:
         )
 
     # --- helpers ------------------------------------------------------------------------------
-
-    def _params(self) -> list[nn.Parameter]:
-        return [p for group in self.optimizer.param_groups for p in group["params"]]
 
     def _set_lr(self, step: int) -> None:
         factor = self.schedule.factor(step)
