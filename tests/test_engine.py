@@ -210,6 +210,27 @@ def test_a_non_finite_loss_skips_the_step_and_training_goes_on(in_tmp: Path, tin
     assert result.test["accuracy"] > 0.7
 
 
+class CorruptOnce(NanOnce):
+    """On its 5th training forward pass, its weights turn to NaN (as after a bad update)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training and self.calls == 4:
+            with torch.no_grad():
+                self.net[0].weight.fill_(float("nan"))
+        return super().forward(x)
+
+
+def test_non_finite_weights_are_restored_from_the_start_of_the_epoch(
+    in_tmp: Path, tiny: dict
+) -> None:
+    result = nntune.Trainer(tiny, model=CorruptOnce()).fit()
+    assert result.summary["status"] == "completed"
+    assert result.summary["skipped_steps"] == 1
+    weights = _weights(result.run_dir)  # type: ignore[arg-type]
+    assert all(torch.isfinite(w).all() for w in weights.values())
+    assert result.test["accuracy"] > 0.7
+
+
 def test_a_diverging_run_stops_with_a_clear_error(in_tmp: Path) -> None:
     config = {
         "data": {"dataset": "diabetes"},

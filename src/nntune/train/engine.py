@@ -223,6 +223,8 @@ class Engine:
                 self._stop(decision)
             elif isinstance(decision, Restore):
                 self._restore(decision)
+        # training time includes what the callbacks did (checkpoints, logs)
+        self.elapsed = time.perf_counter() - started
         return None
 
     def _record(
@@ -291,8 +293,8 @@ class Engine:
 
     def _restore(self, decision: Restore) -> None:
         self.model.load_state_dict(decision.model)
-        if decision.optimizer is not None:
-            self.optimizer.load_state_dict(decision.optimizer)
+        if decision.reset_optimizer:
+            self.optimizer.state.clear()
 
     # --- state --------------------------------------------------------------------------------
 

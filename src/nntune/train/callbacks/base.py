@@ -34,11 +34,12 @@ class SkipStep:
 
 @dataclass
 class Restore:
-    """Load these model (and optimizer) states, then go on."""
+    """Load these model weights, then go on; ``reset_optimizer`` also forgets the optimizer's
+    running state (moments, momentum buffers), which may hold the very values that diverged."""
 
     reason: str
     model: dict[str, torch.Tensor]
-    optimizer: dict[str, Any] | None = None
+    reset_optimizer: bool = False
 
 
 Decision = Stop | SkipStep | Restore | None

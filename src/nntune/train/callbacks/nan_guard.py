@@ -12,10 +12,11 @@ from nntune.train.checkpoint import clone_tree
 
 
 class NanGuard(Callback):
-    """A non-finite loss skips its step. When the weights themselves went non-finite, the state
-    saved at the start of the epoch is restored. Training stops with an error that says what to
-    try after ``max_consecutive`` non-finite losses in a row, or when the weights go non-finite
-    again in the epoch they were restored in (the run diverges, restoring will not help)."""
+    """A non-finite loss skips its step. When the weights themselves went non-finite, the
+    weights of the start of the epoch are restored and the optimizer's running state is reset.
+    Training stops with an error that says what to try after ``max_consecutive`` non-finite
+    losses in a row, or when the weights go non-finite again in the epoch they were restored in
+    (the run diverges; restoring will not help)."""
 
     key = "nan_guard"
 
@@ -28,12 +29,10 @@ class NanGuard(Callback):
         self.in_row = 0
         self.restored_in: int | None = None
         self.good_model: dict[str, torch.Tensor] | None = None
-        self.good_optimizer: dict[str, Any] | None = None
 
     def on_epoch_begin(self, state: TrainState) -> None:
         # the weights here passed a finite validation (or are the initial ones)
         self.good_model = clone_tree(state.model.state_dict())
-        self.good_optimizer = clone_tree(state.optimizer.state_dict())
 
     def after_backward(self, state: TrainState, loss: torch.Tensor) -> Decision:
         value = state.loss
@@ -62,9 +61,9 @@ class NanGuard(Callback):
         if weights_bad and self.good_model is not None:
             self.restored_in = state.epoch
             return Restore(
-                "non-finite weights: restored the state of the start of the epoch",
+                "non-finite weights: restored the weights of the start of the epoch",
                 self.good_model,
-                self.good_optimizer,
+                reset_optimizer=True,
             )
         return SkipStep("non-finite loss")
 
