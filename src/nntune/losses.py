@@ -32,6 +32,11 @@ class Loss:
         """Class probabilities (N, K) from outputs; softmax unless the loss says otherwise."""
         return torch.softmax(outputs.float(), dim=1)
 
+    def predict_labels(self, outputs: torch.Tensor) -> torch.Tensor:
+        """The predicted classes: the arg-max of the outputs (the probabilities are monotone in
+        them, so this needs no softmax)."""
+        return outputs.argmax(dim=1)
+
     def to(self, device: torch.device) -> Loss:
         if self.class_weights is not None:
             self.class_weights = self.class_weights.to(device)
@@ -86,6 +91,11 @@ class BinaryCrossEntropy(Loss):
             return F.binary_cross_entropy_with_logits(outputs, target, weight=weight)
         one_hot = F.one_hot(targets, outputs.shape[1]).to(outputs.dtype)
         return F.binary_cross_entropy_with_logits(outputs, one_hot, weight=weight)
+
+    def predict_labels(self, outputs: torch.Tensor) -> torch.Tensor:
+        if outputs.shape[1] == 1:
+            return (outputs[:, 0] > 0).long()
+        return outputs.argmax(dim=1)
 
     def probabilities(self, outputs: torch.Tensor) -> torch.Tensor:
         p = torch.sigmoid(outputs.float())

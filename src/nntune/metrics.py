@@ -1,7 +1,8 @@
 """Metrics, computed with scikit-learn from targets and model outputs.
 
-Classification metrics take class probabilities; regression metrics take predictions.
-All are logged as ``train_<name>``, ``val_<name>``, ``test_<name>``.
+Classification metrics take predicted labels (accuracy, f1) or class probabilities (auc);
+regression metrics take predictions. All are logged as ``train_<name>``, ``val_<name>``,
+``test_<name>``.
 """
 
 from __future__ import annotations
@@ -17,17 +18,16 @@ from nntune.errors import ConfigError, did_you_mean
 MetricFn = Callable[[np.ndarray, np.ndarray], float]
 
 
-def _accuracy(y: np.ndarray, probs: np.ndarray) -> float:
-    # the arg-max match is what sklearn.metrics.accuracy_score computes; done directly because
-    # it runs every epoch and sklearn's input checks cost more than the comparison itself
-    return float(np.mean(probs.argmax(axis=1) == y))
+def _accuracy(y: np.ndarray, labels: np.ndarray) -> float:
+    # the fraction of matches is what sklearn.metrics.accuracy_score computes; done directly
+    # because it runs every epoch and sklearn's input checks cost more than the comparison
+    return float(np.mean(labels == y))
 
 
-def _f1(y: np.ndarray, probs: np.ndarray) -> float:
+def _f1(y: np.ndarray, labels: np.ndarray) -> float:
     from sklearn.metrics import f1_score
 
-    labels = np.arange(probs.shape[1])
-    return float(f1_score(y, probs.argmax(axis=1), labels=labels, average="macro", zero_division=0))
+    return float(f1_score(y, labels, average="macro", zero_division=0))
 
 
 def _auc(y: np.ndarray, probs: np.ndarray) -> float:
@@ -65,6 +65,9 @@ def _r2(y: np.ndarray, pred: np.ndarray) -> float:
     return float(r2_score(y, pred))
 
 
+# classification metrics that read class probabilities; the others read predicted labels
+PROBABILITY_METRICS = frozenset({"auc"})
+
 METRICS: dict[str, dict[str, MetricFn]] = {
     "classification": {"accuracy": _accuracy, "f1": _f1, "auc": _auc},
     "regression": {"rmse": _rmse, "mae": _mae, "r2": _r2},
@@ -93,12 +96,38 @@ def check_metrics(names: list[str], task: str) -> list[str]:
     return names
 
 
+def needs_probabilities(task: str, names: list[str] | None) -> bool:
+    """Whether any of ``names`` (default: all) reads class probabilities."""
+    chosen = METRICS[task] if names is None else names
+    return task == "classification" and bool(PROBABILITY_METRICS & set(chosen))
+
+
 def compute_metrics(
-    task: str, y_true: np.ndarray, outputs: np.ndarray, names: list[str] | None = None
+    task: str,
+    y_true: np.ndarray,
+    outputs: np.ndarray | None,
+    names: list[str] | None = None,
+    labels: np.ndarray | None = None,
 ) -> dict[str, float]:
     """``{name: value}`` for ``names`` (default: all metrics of the task).
 
     ``outputs`` are class probabilities (classification) or predictions (regression).
+    ``labels`` are the predicted classes (default: the arg-max of the probabilities); with
+    them, probabilities are only needed for the metrics that read them.
     """
     table = METRICS[task]
-    return {name: table[name](y_true, outputs) for name in (names or list(table))}
+    names = list(table) if names is None else names
+    if task != "classification":
+        assert outputs is not None
+        return {name: table[name](y_true, outputs) for name in names}
+    if labels is None:
+        assert outputs is not None, "classification metrics need labels or probabilities"
+        labels = outputs.argmax(axis=1)
+    values = {}
+    for name in names:
+        if name in PROBABILITY_METRICS:
+            assert outputs is not None, f"metric {name} needs class probabilities"
+            values[name] = table[name](y_true, outputs)
+        else:
+            values[name] = table[name](y_true, labels)
+    return values

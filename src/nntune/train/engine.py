@@ -28,7 +28,6 @@ from torch import nn
 from nntune.data import Augmentation, Batch
 from nntune.errors import TrainingError
 from nntune.losses import Loss
-from nntune.metrics import compute_metrics
 from nntune.optim import Horizon, Schedule, clip_gradients, grad_norm, penalty
 from nntune.records import EpochRecord, History
 from nntune.train.batches import LoaderBatches, TensorBatches
@@ -41,7 +40,7 @@ from nntune.train.callbacks.base import (
     TrainState,
     overrides,
 )
-from nntune.train.evaluate import outputs_for_metrics, predict_outputs, score
+from nntune.train.evaluate import metric_values, predict_outputs, score
 
 
 @dataclass
@@ -239,12 +238,8 @@ class Engine:
         settings = self.settings
         metrics: dict[str, float] = {}
         if outputs:
-            readable = outputs_for_metrics(self.loss, settings.task, torch.cat(outputs))
-            values = compute_metrics(
-                settings.task,
-                torch.cat(targets).cpu().numpy(),
-                readable.detach().cpu().numpy(),
-                settings.metrics,
+            values = metric_values(
+                self.loss, settings.task, torch.cat(outputs), torch.cat(targets), settings.metrics
             )
             metrics.update({f"train_{k}": v for k, v in values.items()})
         val_loss = None

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from nntune.losses import Loss
-from nntune.metrics import compute_metrics
+from nntune.metrics import compute_metrics, metric_names, needs_probabilities
 
 
 @torch.no_grad()
@@ -28,6 +28,31 @@ def outputs_for_metrics(loss: Loss, task: str, outputs: torch.Tensor) -> torch.T
     return loss.probabilities(outputs) if task == "classification" else outputs.float()
 
 
+def metric_values(
+    loss: Loss,
+    task: str,
+    outputs: torch.Tensor,
+    targets: torch.Tensor,
+    metrics: list[str] | None,
+) -> dict[str, float]:
+    """``{<metric>: ...}`` of outputs already computed (default: every metric of the task).
+
+    Probabilities are computed only when a metric reads them: a softmax over thousands of rows
+    costs more than the rest of an epoch's bookkeeping.
+    """
+    outputs = outputs.detach()
+    if not bool(torch.isfinite(outputs).all()):  # non-finite outputs: metrics are undefined
+        return {name: math.nan for name in (metric_names(task) if metrics is None else metrics)}
+    y_true = targets.detach().cpu().numpy()
+    if task != "classification":
+        return compute_metrics(task, y_true, outputs.float().cpu().numpy(), metrics)
+    labels = loss.predict_labels(outputs).cpu().numpy()
+    probs = None
+    if needs_probabilities(task, metrics):
+        probs = loss.probabilities(outputs).cpu().numpy()
+    return compute_metrics(task, y_true, probs, metrics, labels=labels)
+
+
 def score(
     loss: Loss,
     task: str,
@@ -39,11 +64,7 @@ def score(
     with torch.no_grad():
         value = float(loss(outputs, targets))
     result = {"loss": value if math.isfinite(value) else math.nan}
-    readable = outputs_for_metrics(loss, task, outputs).detach().cpu().numpy()
-    if not (readable == readable).all():  # NaN outputs: metrics are undefined
-        result.update({name: math.nan for name in metrics or []})
-        return result
-    result.update(compute_metrics(task, targets.detach().cpu().numpy(), readable, metrics))
+    result.update(metric_values(loss, task, outputs, targets, metrics))
     return result
 
 
