@@ -89,6 +89,12 @@ class GlobalAvgPool(nn.Module):
         return x.flatten(2).mean(dim=2)
 
 
+def _seq(*layers: nn.Module) -> nn.Sequential:
+    """nn.Sequential without the Identity placeholders (no norm, no dropout): every module
+    call costs a few microseconds on every step."""
+    return nn.Sequential(*(layer for layer in layers if not isinstance(layer, nn.Identity)))
+
+
 def _dropout(p: float) -> nn.Module:
     return nn.Dropout(p) if p > 0 else nn.Identity()
 
@@ -106,7 +112,7 @@ def dense_stack(spec: ModelSpec, widths: tuple[int, ...], n_in: int) -> tuple[nn
     """Linear → norm → activation → dropout per width, residual where asked."""
     layers: list[nn.Module] = []
     for width in widths:
-        body = nn.Sequential(
+        body = _seq(
             nn.Linear(n_in, width),
             _norm(spec.norm, width, 0),
             spec.activation(),
@@ -194,7 +200,7 @@ def _conv_net(options: ConvOptions, spec: ModelSpec, dims: int) -> nn.Module:
     channels, size = shape[0], min(shape[1:])
     layers: list[nn.Module] = [Reshape(*shape)]
     for width in spec.hidden:
-        body = nn.Sequential(
+        body = _seq(
             conv(channels, width, options.kernel_size, padding=options.kernel_size // 2),
             _norm(spec.norm, width, dims),
             spec.activation(),
@@ -210,7 +216,7 @@ def _conv_net(options: ConvOptions, spec: ModelSpec, dims: int) -> nn.Module:
             size //= 2
         channels = width
     layers += [GlobalAvgPool(), nn.Linear(channels, spec.n_outputs)]
-    return nn.Sequential(*layers)
+    return _seq(*layers)
 
 
 @ARCHS.register("cnn1d", options=ConvOptions, aliases=("conv1d",))
@@ -231,7 +237,7 @@ class BasicBlock1d(nn.Module):
     def __init__(self, c_in: int, c_out: int, stride: int, kernel: int, spec: ModelSpec) -> None:
         super().__init__()
         pad = kernel // 2
-        self.body = nn.Sequential(
+        self.body = _seq(
             nn.Conv1d(c_in, c_out, kernel, stride=stride, padding=pad, bias=spec.norm == "none"),
             _norm(spec.norm, c_out, 1),
             spec.activation(),
@@ -241,7 +247,7 @@ class BasicBlock1d(nn.Module):
         )
         self.project: nn.Module = nn.Identity()
         if stride != 1 or c_in != c_out:
-            self.project = nn.Sequential(
+            self.project = _seq(
                 nn.Conv1d(c_in, c_out, 1, stride=stride, bias=False), _norm(spec.norm, c_out, 1)
             )
         self.act = spec.activation()
@@ -275,7 +281,7 @@ def resnet1d(options: ResNetOptions, spec: ModelSpec) -> nn.Module:
             layers.append(BasicBlock1d(channels, width, stride, k, spec))
             channels = width
     layers += [GlobalAvgPool(), nn.Linear(channels, spec.n_outputs)]
-    return nn.Sequential(*layers)
+    return _seq(*layers)
 
 
 # --- recurrent and attention ----------------------------------------------------------------
