@@ -40,7 +40,8 @@ test: lint typecheck pytest          ## what CI runs
 
 bench: dev                           ## the benchmarks of README (slow; not part of test)
 	$(PY) bench/engine.py
-	$(PY) bench/recipe.py
+	$(PY) bench/recipe.py --seeds 0,1,2
+	$(PY) bench/tricks.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -21,6 +21,7 @@ from nntune.optim import (
     clip_gradients,
     decayed_parameters,
     grad_norm,
+    needs_closure,
     parameter_groups,
     penalty,
 )
@@ -44,6 +45,24 @@ def least_squares_run(name: str, steps: int = 50, **values: Any) -> tuple[float,
         return (model(x) - y).pow(2).mean()
 
     initial = float(loss().detach())
+    if needs_closure(optimizer):  # L-BFGS, Newton: step(closure), see StepClosure
+        names = {id(p): n for n, p in model.named_parameters()}
+        order = [names[id(p)] for g in optimizer.param_groups for p in g["params"]]
+
+        class Closure:
+            def __call__(self) -> torch.Tensor:
+                optimizer.zero_grad()
+                value = loss()
+                value.backward()
+                return value.detach()
+
+            def loss_of(self, params: Any) -> torch.Tensor:
+                out = torch.func.functional_call(model, dict(zip(order, params, strict=True)), x)
+                return (out - y).pow(2).mean()
+
+        for _ in range(steps):
+            optimizer.step(Closure())
+        return initial, float(loss().detach())
     for _ in range(steps):
         optimizer.zero_grad()
         value = loss()
@@ -62,36 +81,34 @@ def test_optimizer_reduces_a_least_squares_loss(name: str) -> None:
 
 
 @pytest.mark.parametrize("name", OPTIMIZERS.list())
-def test_optimizer_keeps_norm_and_bias_parameters_undecayed(name: str) -> None:
+def test_optimizers_leave_weight_decay_to_the_engine(name: str) -> None:
+    # the engine decays weights (not biases or norms) itself: see tests/test_tricks.py
     model = nn.Sequential(nn.Linear(4, 8), nn.LayerNorm(8), nn.Linear(8, 2))
     optimizer = build_optimizer(name, options(name, weight_decay=0.1), model)
-    by_param = {id(p): g["weight_decay"] for g in optimizer.param_groups for p in g["params"]}
-    for param_name, param in model.named_parameters():
-        expected = 0.1 if param.dim() >= 2 else 0.0
-        assert by_param[id(param)] == expected, param_name
+    for group in optimizer.param_groups:
+        assert group.get("weight_decay", 0.0) == 0.0
 
 
-def test_parameter_groups_split_weights_from_biases_and_norms() -> None:
+def test_decayed_parameters_are_weights_not_biases_or_norms() -> None:
     model = nn.Sequential(
         nn.Conv1d(1, 4, 3), nn.BatchNorm1d(4), nn.Flatten(), nn.Linear(8, 3), nn.LayerNorm(3)
     )
+    assert {id(p) for p in decayed_parameters(model)} == {
+        id(model[0].weight),
+        id(model[3].weight),
+    }
     groups = parameter_groups(model)
-    decay = [g for g in groups if g.get("weight_decay") is None]
-    no_decay = [g for g in groups if g.get("weight_decay") == 0.0]
-    assert len(decay) == 1 and len(no_decay) == 1
-    decayed = {id(p) for p in decay[0]["params"]}
-    undecayed = {id(p) for p in no_decay[0]["params"]}
-    assert decayed == {id(model[0].weight), id(model[3].weight)}
-    assert undecayed == {id(p) for p in model.parameters()} - decayed
-    assert {id(p) for p in decayed_parameters(model)} == decayed
+    assert len(groups) == 1
+    assert {id(p) for p in groups[0]["params"]} == {id(p) for p in model.parameters()}
 
 
 def test_parameter_groups_skip_frozen_and_empty() -> None:
     model = nn.Linear(3, 2, bias=False)
-    groups = parameter_groups(model)
-    assert len(groups) == 1
+    assert len(parameter_groups(model)) == 1
     model.weight.requires_grad_(False)
     assert parameter_groups(model) == []
+    with pytest.raises(ConfigError, match="no trainable parameters"):
+        build_optimizer("sgd", options("sgd"), model)
 
 
 @pytest.mark.parametrize(
@@ -100,14 +117,20 @@ def test_parameter_groups_skip_frozen_and_empty() -> None:
         ("sgd", {"momentum": 0.0, "nesterov": False, "lr": 0.01}),
         ("momentum", {"momentum": 0.9, "nesterov": False}),
         ("nesterov", {"momentum": 0.9, "nesterov": True}),
-        ("adamw", {"weight_decay": 0.01}),
     ],
 )
 def test_optimizer_defaults_follow_the_contract(name: str, expected: dict[str, Any]) -> None:
     optimizer = build_optimizer(name, options(name), nn.Linear(2, 2))
-    decay_group = optimizer.param_groups[0]
+    group = optimizer.param_groups[0]
     for key, value in expected.items():
-        assert decay_group[key] == value, key
+        assert group[key] == value, key
+
+
+def test_weight_decay_defaults() -> None:
+    adamw = options("adamw")
+    assert (adamw.weight_decay, adamw.decay) == (0.01, "decoupled")
+    for name in ("sgd", "adam"):
+        assert (options(name).weight_decay, options(name).decay) == (0.0, "coupled")
 
 
 def test_nesterov_momentum_option() -> None:

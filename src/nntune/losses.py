@@ -37,6 +37,14 @@ class Loss:
         them, so this needs no softmax)."""
         return outputs.argmax(dim=1)
 
+    def reduce(self, per_sample: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """The mean over samples; with class weights the weighted mean Σw·l / Σw, the
+        convention of torch's cross_entropy, so every loss weights classes the same way."""
+        if self.class_weights is None:
+            return per_sample.mean()
+        weights = self.class_weights[targets]
+        return (weights * per_sample).sum() / weights.sum()
+
     def to(self, device: torch.device) -> Loss:
         if self.class_weights is not None:
             self.class_weights = self.class_weights.to(device)
@@ -83,14 +91,14 @@ class BinaryCrossEntropy(Loss):
         return 1 if n_classes_or_targets == 2 else n_classes_or_targets
 
     def __call__(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        weight = None
-        if self.class_weights is not None:  # each sample weighted by the weight of its class
-            weight = self.class_weights[targets].unsqueeze(1)
         if outputs.shape[1] == 1:
             target = targets.to(outputs.dtype).unsqueeze(1)
-            return F.binary_cross_entropy_with_logits(outputs, target, weight=weight)
-        one_hot = F.one_hot(targets, outputs.shape[1]).to(outputs.dtype)
-        return F.binary_cross_entropy_with_logits(outputs, one_hot, weight=weight)
+        else:
+            target = F.one_hot(targets, outputs.shape[1]).to(outputs.dtype)
+        if self.class_weights is None:
+            return F.binary_cross_entropy_with_logits(outputs, target)
+        per_sample = F.binary_cross_entropy_with_logits(outputs, target, reduction="none")
+        return self.reduce(per_sample.mean(dim=1), targets)
 
     def predict_labels(self, outputs: torch.Tensor) -> torch.Tensor:
         if outputs.shape[1] == 1:
@@ -119,13 +127,14 @@ class Focal(Loss):
 
     def __call__(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         log_p = F.log_softmax(outputs, dim=1).gather(1, targets.unsqueeze(1)).squeeze(1)
-        loss = -((1.0 - log_p.exp()) ** self.options.gamma) * log_p
+        # 1 - p_t as -expm1(log p_t): exact for confident samples; the clamp keeps the gradient
+        # of x^γ finite where p_t rounds to 1 (γ < 1 has an infinite slope at 0)
+        easiness = (-torch.expm1(log_p)).clamp_min(1e-12)
+        loss = -(easiness**self.options.gamma) * log_p
         if self.options.alpha is not None:
             alpha = torch.where(targets == 1, self.options.alpha, 1.0 - self.options.alpha)
             loss = loss * alpha
-        if self.class_weights is not None:
-            loss = loss * self.class_weights[targets]
-        return loss.mean()
+        return self.reduce(loss, targets)
 
 
 class HingeOptions(ClassOptions):
@@ -142,10 +151,7 @@ class Hinge(Loss):
         true_score = outputs.gather(1, targets.unsqueeze(1))
         margins = (outputs - true_score + self.options.margin).clamp_min(0.0)
         margins = margins.scatter(1, targets.unsqueeze(1), 0.0)
-        per_sample = margins.sum(dim=1)
-        if self.class_weights is not None:
-            per_sample = per_sample * self.class_weights[targets]
-        return per_sample.mean()
+        return self.reduce(margins.sum(dim=1), targets)
 
 
 class RegressionLoss(Loss):
@@ -197,6 +203,11 @@ def build_loss(
         raise ConfigError(
             f"loss = '{entry.name}' is a {cls.task} loss but data.task is {task}; "
             f"use one of: {', '.join(fitting)}"
+        )
+    if getattr(options, "alpha", None) is not None and n_classes != 2:
+        raise ConfigError(
+            f"loss.alpha weights the positive class of a binary task, but this task has "
+            f"{n_classes} classes; use loss.class_weights for several classes"
         )
     weights = getattr(options, "class_weights", None)
     tensor = None

@@ -20,6 +20,7 @@ from nntune.config._schema import (
     ModelConfig,
     RegularizationConfig,
     SearchConfig,
+    SwaConfig,
     TrainConfig,
 )
 
@@ -33,6 +34,7 @@ __all__ = [
     "ModelConfig",
     "RegularizationConfig",
     "SearchConfig",
+    "SwaConfig",
     "TrainConfig",
     "apply_overrides",
     "config_json_schema",

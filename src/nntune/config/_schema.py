@@ -63,19 +63,69 @@ class ModelConfig(Section):
 
 
 class RegularizationConfig(Section):
-    l1: float = Field(0.0, ge=0.0, description="L1 penalty on weights (not biases/norms)")
-    l2: float = Field(0.0, ge=0.0, description="L2 penalty on weights (not biases/norms)")
+    l1: float = Field(0.0, ge=0.0, description="L1 penalty l1·Σ|w| on weights (not biases/norms)")
+    l2: float = Field(0.0, ge=0.0, description="L2 penalty l2·Σw² on weights (not biases/norms)")
+    elastic_net: float = Field(
+        0.0, ge=0.0, description="elastic net strength a: adds a·r·Σ|w| + a·(1−r)·Σw²"
+    )
+    l1_ratio: float = Field(0.5, ge=0.0, le=1.0, description="the elastic net's r")
+
+    def penalties(self) -> tuple[float, float]:
+        """The total (L1, L2) coefficients, elastic net included."""
+        a, r = self.elastic_net, self.l1_ratio
+        return self.l1 + a * r, self.l2 + a * (1.0 - r)
 
 
 class GradClipConfig(Section):
     norm: float | None = Field(None, gt=0.0, description="clip the global gradient norm")
     value: float | None = Field(None, gt=0.0, description="clip each gradient element")
+    agc: float | None = Field(
+        None,
+        gt=0.0,
+        description="adaptive clipping (Brock et al. 2021): unit-wise ‖g‖ ≤ agc·max(‖w‖, agc_eps)",
+    )
+    agc_eps: float = Field(1e-3, gt=0.0)
 
     @model_validator(mode="after")
     def _exactly_one(self) -> GradClipConfig:
-        if (self.norm is None) == (self.value is None):
-            raise ValueError("give exactly one of 'norm' or 'value', e.g. {norm: 1.0}")
+        if sum(v is not None for v in (self.norm, self.value, self.agc)) != 1:
+            raise ValueError(
+                "give exactly one of 'norm', 'value' or 'agc', e.g. {norm: 1.0} or {agc: 0.01}"
+            )
         return self
+
+
+class EmaConfig(Section):
+    decay: float = Field(0.999, gt=0.0, lt=1.0, description="w_ema ← decay·w_ema + (1−decay)·w")
+    warmup: bool = Field(
+        True,
+        description="use min(decay, (1+t)/(10+t)) early on so the average is not stuck at init",
+    )
+
+
+class SwaConfig(Section):
+    start: float = Field(
+        0.75, gt=0.0, description="first averaged epoch: a fraction of the run (< 1) or an epoch"
+    )
+    lr: float | None = Field(
+        None, gt=0.0, description="SWA lr reached after anneal_epochs (null: keep the schedule)"
+    )
+    anneal_epochs: int = Field(1, ge=0)
+    anneal: Literal["cos", "linear"] = "cos"
+
+    def start_epoch(self, epochs: int) -> int:
+        """Index of the first epoch whose end weights enter the average (0-based)."""
+        first = round(self.start * epochs) if self.start < 1 else int(self.start) - 1
+        return min(max(first, 0), epochs - 1)
+
+
+class BatchScheduleConfig(Section):
+    factor: float = Field(2.0, gt=1.0, description="multiply the batch size by this")
+    every: int = Field(10, ge=1, description="... every this many epochs")
+    max: int = Field(1024, ge=1, description="... up to this size")
+    lr_scaling: Literal["none", "linear", "sqrt"] = Field(
+        "none", description="scale the lr with the batch size (linear or square-root rule)"
+    )
 
 
 class EarlyStoppingConfig(Section):
@@ -111,6 +161,32 @@ class TrainConfig(Section):
     max_nonfinite: int = Field(
         10, ge=1, description="stop after this many non-finite losses in a row"
     )
+    ema: EmaConfig | None = Field(None, description="exponential moving average of the weights")
+    swa: SwaConfig | None = Field(None, description="stochastic weight averaging")
+    batch_schedule: BatchScheduleConfig | None = Field(
+        None, description="grow the batch size during training"
+    )
+    random_batch_size: tuple[int, int] | None = Field(
+        None, description="[low, high]: draw each step's batch size uniformly in this range"
+    )
+    precision: Literal["fp32", "bf16", "fp16"] = Field(
+        "fp32", description="autocast dtype of forward passes (fp16: CUDA only)"
+    )
+
+    @field_validator("random_batch_size")
+    @classmethod
+    def _ordered(cls, bounds: tuple[int, int] | None) -> tuple[int, int] | None:
+        if bounds is not None and not 2 <= bounds[0] <= bounds[1]:
+            raise ValueError(f"must be [low, high] with 2 <= low <= high, got {list(bounds)}")
+        return bounds
+
+    @model_validator(mode="after")
+    def _one_batch_size_rule(self) -> TrainConfig:
+        if self.batch_schedule is not None and self.random_batch_size is not None:
+            raise ValueError("batch_schedule and random_batch_size cannot be combined")
+        if self.ema is not None and self.swa is not None:
+            raise ValueError("ema and swa are two weight averages: choose one")
+        return self
 
     @field_validator("device")
     @classmethod
@@ -121,7 +197,7 @@ class TrainConfig(Section):
             return device
         raise ValueError("allowed: auto, cpu, cuda, cuda:N")
 
-    @field_validator("early_stopping", "grad_clip", mode="before")
+    @field_validator("early_stopping", "grad_clip", "ema", "swa", "batch_schedule", mode="before")
     @classmethod
     def _empty_is_default(cls, value: Any) -> Any:
         # `early_stopping: {}` (or `true`) asks for the defaults

@@ -1,8 +1,9 @@
-"""Loss penalties and gradient clipping."""
+"""Loss penalties, weight decay and gradient clipping."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -30,11 +31,95 @@ def grad_norm(params: Sequence[nn.Parameter]) -> torch.Tensor:
 
 
 def clip_gradients(
-    params: Sequence[nn.Parameter], norm: float | None, value: float | None
+    params: Sequence[nn.Parameter],
+    norm: float | None,
+    value: float | None,
+    agc: float | None = None,
+    agc_eps: float = 1e-3,
 ) -> torch.Tensor | None:
-    """Clip in place by global norm or by value; returns the norm before clipping (norm mode)."""
+    """Clip in place by global norm, by value or adaptively (AGC); returns the norm before
+    clipping in norm mode."""
     if norm is not None:
         return torch.nn.utils.clip_grad_norm_(params, norm)
     if value is not None:
         torch.nn.utils.clip_grad_value_(params, value)
+    if agc is not None:
+        adaptive_clip(params, agc, agc_eps)
     return None
+
+
+def _unitwise_norm(x: torch.Tensor) -> torch.Tensor:
+    """Norm per output unit (over every dim but the first); a vector or scalar is one unit."""
+    if x.dim() <= 1:
+        return torch.linalg.vector_norm(x).expand_as(x)
+    return torch.linalg.vector_norm(x, dim=tuple(range(1, x.dim())), keepdim=True)
+
+
+@torch.no_grad()
+def adaptive_clip(params: Sequence[nn.Parameter], clipping: float, eps: float = 1e-3) -> None:
+    """Adaptive gradient clipping (Brock et al. 2021, NFNets): scale each unit's gradient g_i
+    down to ``clipping · max(‖w_i‖, eps)`` when it is longer than that.
+
+    Written here because torch has no AGC and the formula is four lines; the paper's reference
+    implementation (JAX) computes the same unit-wise norms."""
+    for p in params:
+        if p.grad is None:
+            continue
+        limit = _unitwise_norm(p).clamp_min(eps) * clipping
+        g_norm = _unitwise_norm(p.grad)
+        scale = limit / g_norm.clamp_min(1e-6)
+        p.grad.mul_(torch.where(g_norm > limit, scale, torch.ones_like(scale)))
+
+
+@dataclass
+class WeightDecay:
+    """Weight decay applied by the engine just before each optimizer step.
+
+    ``coupled``: g ← g + wd_t·w (L2 regularisation folded into the gradient, what torch's SGD
+    and Adam do with ``weight_decay``); ``decoupled``: w ← w − lr_t·wd_t·w (AdamW, Loshchilov &
+    Hutter 2019). wd_t is ``weight_decay`` (constant), × the lr schedule's factor (follow_lr),
+    or × gamma^epoch (exponential). Only ``params`` (weights, not biases/norms) are decayed.
+    """
+
+    params: Sequence[nn.Parameter]
+    weight_decay: float
+    mode: str = "coupled"
+    schedule: str = "constant"
+    gamma: float = 0.9
+
+    def value(self, lr_factor: float, epoch: int) -> float:
+        if self.schedule == "follow_lr":
+            return self.weight_decay * lr_factor
+        if self.schedule == "exponential":
+            return self.weight_decay * self.gamma**epoch
+        return self.weight_decay
+
+    @property
+    def active(self) -> bool:
+        return self.weight_decay > 0.0 and len(self.params) > 0
+
+    @torch.no_grad()
+    def apply(self, lr: float, lr_factor: float, epoch: int) -> None:
+        """Decay before ``optimizer.step()`` (after clipping: the decay term is not clipped)."""
+        wd = self.value(lr_factor, epoch)
+        if wd == 0.0 or not self.params:
+            return
+        if self.mode == "decoupled":
+            torch._foreach_mul_(list(self.params), 1.0 - lr * wd)
+            return
+        weights: list[torch.Tensor] = [p for p in self.params if p.grad is not None]
+        grads: list[torch.Tensor] = [p.grad for p in self.params if p.grad is not None]
+        if weights:
+            torch._foreach_add_(grads, weights, alpha=wd)
+
+    def penalty(
+        self, lr_factor: float, epoch: int, params: Sequence[torch.Tensor] | None = None
+    ) -> torch.Tensor | None:
+        """Coupled decay as a loss term ½·wd·Σw² (gradient wd·w), for optimizers that evaluate
+        the loss themselves (L-BFGS's line search must see the same function it descends).
+        ``params`` replaces the decayed weights (functional evaluation)."""
+        wd = self.value(lr_factor, epoch)
+        weights = self.params if params is None else params
+        if self.mode != "coupled" or wd == 0.0 or not weights:
+            return None
+        return 0.5 * wd * sum(p.pow(2).sum() for p in weights)  # type: ignore[return-value]

@@ -22,10 +22,50 @@ from nntune.registry import Registry
 
 @dataclass(frozen=True)
 class Horizon:
-    """How long the run is, in optimizer steps."""
+    """How long the run is, in optimizer steps.
+
+    ``epoch_starts`` (the step each epoch starts at) is given when epochs differ in length (a
+    growing batch size); otherwise every epoch has ``steps_per_epoch`` steps.
+    """
 
     total_steps: int
     steps_per_epoch: int
+    epoch_starts: tuple[int, ...] = ()
+
+    def steps_for(self, epochs: float) -> int:
+        """The step at which ``epochs`` (possibly fractional) epochs of the run have passed."""
+        if not self.epoch_starts:
+            return round(epochs * self.steps_per_epoch)
+        whole = int(epochs)
+        if whole >= len(self.epoch_starts):
+            return self.total_steps + round((epochs - len(self.epoch_starts)) * self._last_len())
+        end = (
+            self.epoch_starts[whole + 1] if whole + 1 < len(self.epoch_starts) else self.total_steps
+        )
+        start = self.epoch_starts[whole]
+        return start + round((epochs - whole) * (end - start))
+
+    def epoch_of(self, step: int) -> float:
+        """Epochs passed at ``step`` (fractional)."""
+        if not self.epoch_starts:
+            return step / self.steps_per_epoch
+        whole = bisect.bisect_right(self.epoch_starts, step) - 1
+        start = self.epoch_starts[whole]
+        end = (
+            self.epoch_starts[whole + 1] if whole + 1 < len(self.epoch_starts) else self.total_steps
+        )
+        if step >= end:  # past the planned run
+            return len(self.epoch_starts) + (step - self.total_steps) / self._last_len()
+        return whole + (step - start) / max(1, end - start)
+
+    def epoch_start(self, step: int) -> int:
+        """The first step of the epoch ``step`` is in."""
+        if not self.epoch_starts:
+            return (step // self.steps_per_epoch) * self.steps_per_epoch
+        return self.epoch_starts[bisect.bisect_right(self.epoch_starts, step) - 1]
+
+    def _last_len(self) -> int:
+        return max(1, self.total_steps - self.epoch_starts[-1])
 
 
 class ScheduleOptions(BaseModel):
@@ -80,7 +120,7 @@ class Schedule:
 
     def _at(self, step: int) -> int:
         if self.options.interval == "epoch":
-            return (step // self.horizon.steps_per_epoch) * self.horizon.steps_per_epoch
+            return self.horizon.epoch_start(step)
         return step
 
     def factor(self, step: int) -> float:
@@ -123,7 +163,7 @@ def build_schedule(name: str, options: BaseModel, horizon: Horizon) -> Schedule:
 
 
 def _epochs(horizon: Horizon, epochs: float) -> int:
-    return max(1, round(epochs * horizon.steps_per_epoch))
+    return max(1, horizon.steps_for(epochs))
 
 
 @SCHEDULES.register("constant", options=ScheduleOptions, aliases=("none", "fixed"))
@@ -175,7 +215,7 @@ class ExponentialOptions(ScheduleOptions):
 @SCHEDULES.register("exponential", options=ExponentialOptions, aliases=("exp",))
 def exponential(options: ExponentialOptions, horizon: Horizon) -> FactorFn:
     """lr · gamma^epoch (continuous in steps unless interval: epoch)."""
-    return lambda t, total: options.gamma ** (t / horizon.steps_per_epoch)
+    return lambda t, total: options.gamma ** horizon.epoch_of(t)
 
 
 class InverseTimeOptions(ScheduleOptions):
@@ -185,7 +225,7 @@ class InverseTimeOptions(ScheduleOptions):
 @SCHEDULES.register("inverse_time", options=InverseTimeOptions, aliases=("inverse",))
 def inverse_time(options: InverseTimeOptions, horizon: Horizon) -> FactorFn:
     """lr / (1 + k · epoch)."""
-    return lambda t, total: 1.0 / (1.0 + options.k * t / horizon.steps_per_epoch)
+    return lambda t, total: 1.0 / (1.0 + options.k * horizon.epoch_of(t))
 
 
 class CosineOptions(ScheduleOptions):
@@ -355,6 +395,47 @@ class Plateau(Schedule):
 def plateau(options: PlateauOptions, horizon: Horizon) -> Schedule:
     """Reduce on plateau: × factor after ``patience`` epochs without improvement."""
     return Plateau(options, horizon)
+
+
+class SwaSchedule(Schedule):
+    """From ``start_step`` on, anneal from the inner schedule's lr to ``swa_factor`` · lr over
+    ``anneal_steps`` (cos or linear, as torch's SWALR) and hold it: the constant or cyclical lr
+    that stochastic weight averaging samples weights with (Izmailov et al. 2018)."""
+
+    def __init__(
+        self, inner: Schedule, start_step: int, swa_factor: float, anneal_steps: int, shape: str
+    ) -> None:
+        super().__init__(inner.factor_fn, inner.options, inner.horizon, inner.momentum_fn)
+        self.inner = inner
+        self.start_step = start_step
+        self.swa_factor = swa_factor
+        self.anneal_steps = anneal_steps
+        self.shape = shape
+
+    def factor(self, step: int) -> float:
+        if step < self.start_step:
+            return self.inner.factor(step)
+        start = self.inner.factor(self.start_step)
+        progress = (
+            1.0
+            if self.anneal_steps == 0
+            else min(1.0, (step - self.start_step) / self.anneal_steps)
+        )
+        if self.shape == "cos":
+            progress = 0.5 * (1.0 - math.cos(math.pi * progress))
+        return start + (self.swa_factor - start) * progress
+
+    def momentum(self, step: int) -> float | None:
+        return self.inner.momentum(step)
+
+    def observe(self, metrics: dict[str, float]) -> None:
+        self.inner.observe(metrics)
+
+    def state_dict(self) -> dict[str, Any]:
+        return self.inner.state_dict()
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.inner.load_state_dict(state)
 
 
 # --- monitor logic shared with early stopping and checkpoints --------------------------------

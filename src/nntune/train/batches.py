@@ -1,36 +1,102 @@
-"""Where training batches come from: tensors in memory (indexed), or a Dataset (DataLoader)."""
+"""Where training batches come from: tensors in memory (indexed), or a Dataset (DataLoader).
+
+The batch size is fixed, grows on a schedule (:class:`BatchSizes`), or is drawn per step.
+"""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import torch
 from torch.utils.data import DataLoader, Dataset
+
+
+@dataclass(frozen=True)
+class BatchSizes:
+    """The batch size of each epoch: ``base`` × ``factor`` every ``every`` epochs, up to ``cap``
+    (Smith et al. 2018, "Don't decay the learning rate, increase the batch size"); with
+    ``lr_scaling`` the lr follows the size (linear: × size/base, Goyal et al. 2017; sqrt:
+    × √(size/base), Krizhevsky 2014)."""
+
+    base: int
+    factor: float = 1.0
+    every: int = 1
+    cap: int | None = None
+    lr_scaling: str = "none"
+
+    def at(self, epoch: int) -> int:
+        if self.factor == 1.0:
+            return self.base
+        size = round(self.base * self.factor ** (epoch // self.every))
+        return max(1, min(size, self.cap if self.cap is not None else size))
+
+    def lr_factor(self, epoch: int) -> float:
+        ratio = self.at(epoch) / self.base
+        if self.lr_scaling == "linear":
+            return ratio
+        if self.lr_scaling == "sqrt":
+            return math.sqrt(ratio)
+        return 1.0
+
+
+def _count(n: int, size: int) -> int:
+    full, rest = divmod(n, size)
+    return full + (1 if rest > 1 else 0)
 
 
 class TensorBatches:
     """Shuffled mini-batches by indexing tensors that live on the training device.
 
     This is the fast path (no collation, no worker processes). A last batch of a single sample
-    is dropped, because BatchNorm cannot train on it.
+    is dropped, because BatchNorm cannot train on it. With ``random_range`` each batch's size
+    is drawn uniformly from [low, high] with the run's generator (so resume replays it).
     """
 
-    def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: int) -> None:
+    def __init__(
+        self,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        batch_size: int | BatchSizes,
+        random_range: tuple[int, int] | None = None,
+    ) -> None:
         self.x, self.y = x, y
         self.n = len(x)
-        self.batch_size = min(batch_size, self.n)
-        full, rest = divmod(self.n, self.batch_size)
-        self.n_batches = full + (1 if rest > 1 else 0)
+        self.sizes = batch_size if isinstance(batch_size, BatchSizes) else BatchSizes(batch_size)
+        self.random_range = random_range
+        self.batch_size = self.size_at(0)
+
+    def size_at(self, epoch: int) -> int:
+        return min(self.sizes.at(epoch), self.n)
+
+    def steps_in_epoch(self, epoch: int) -> int:
+        """Batches in an epoch (the expected number when sizes are random)."""
+        if self.random_range is not None:
+            low, high = self.random_range
+            return max(1, round(self.n / min((low + high) / 2, self.n)))
+        return _count(self.n, self.size_at(epoch))
 
     def __len__(self) -> int:
-        return self.n_batches
+        return self.steps_in_epoch(0)
 
-    def epoch(self, gen: torch.Generator) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def lr_factor(self, epoch: int) -> float:
+        return self.sizes.lr_factor(epoch)
+
+    def epoch(
+        self, gen: torch.Generator, epoch: int = 0
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         order = torch.randperm(self.n, generator=gen).to(self.x.device)
-        size = self.batch_size
-        for i in range(self.n_batches):
-            index = order[i * size : (i + 1) * size]
+        start = 0
+        size = self.size_at(epoch)
+        while start < self.n:
+            if self.random_range is not None:
+                low, high = self.random_range
+                size = int(torch.randint(low, high + 1, (1,), generator=gen))
+            index = order[start : start + size]
+            start += size
+            if len(index) == 1 and self.n > 1:  # a last batch of one sample
+                break
             yield self.x[index], self.y[index]
 
 
@@ -39,24 +105,35 @@ class LoaderBatches:
     (so resuming at an epoch boundary replays the same order)."""
 
     def __init__(
-        self, dataset: Dataset, batch_size: int, device: torch.device, num_workers: int = 0
+        self,
+        dataset: Dataset,
+        batch_size: int | BatchSizes,
+        device: torch.device,
+        num_workers: int = 0,
     ) -> None:
         self.dataset = dataset
-        self.batch_size = batch_size
+        self.sizes = batch_size if isinstance(batch_size, BatchSizes) else BatchSizes(batch_size)
+        self.batch_size = self.sizes.base
         self.device = device
         self.num_workers = num_workers
-        n = len(dataset)  # type: ignore[arg-type]
-        self.n = n
-        self.n_batches = math.ceil(n / batch_size)
+        self.n = len(dataset)  # type: ignore[arg-type]
+
+    def steps_in_epoch(self, epoch: int) -> int:
+        return math.ceil(self.n / self.sizes.at(epoch))
 
     def __len__(self) -> int:
-        return self.n_batches
+        return self.steps_in_epoch(0)
 
-    def epoch(self, gen: torch.Generator) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def lr_factor(self, epoch: int) -> float:
+        return self.sizes.lr_factor(epoch)
+
+    def epoch(
+        self, gen: torch.Generator, epoch: int = 0
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         seed = int(torch.randint(0, 2**62, (1,), generator=gen))
         loader = DataLoader(
             self.dataset,
-            batch_size=self.batch_size,
+            batch_size=self.sizes.at(epoch),
             shuffle=True,
             generator=torch.Generator().manual_seed(seed),
             num_workers=self.num_workers,

@@ -16,7 +16,16 @@ from nntune.errors import ConfigError
 from nntune.losses import LOSSES, Loss, build_loss, default_loss
 from nntune.metrics import check_metrics, epoch_metric_names
 from nntune.models import ACTIVATIONS, ARCHS, INITS, build_model, image_shape_of
-from nntune.optim import OPTIMIZERS, SCHEDULES, Horizon, Schedule, build_optimizer, build_schedule
+from nntune.optim import (
+    OPTIMIZERS,
+    SCHEDULES,
+    Horizon,
+    Schedule,
+    WeightDecay,
+    build_optimizer,
+    build_schedule,
+    decayed_parameters,
+)
 from nntune.registry import Registry
 
 # every registry a user can name things from, by the name `nntune list` uses
@@ -132,6 +141,7 @@ class RunParts:
     schedule: Any  # Callable[[Horizon], Schedule]
     augment: list[Augmentation]
     full_batch: bool
+    weight_decay: WeightDecay | None
 
 
 def build_parts(
@@ -153,6 +163,15 @@ def build_parts(
     opt_entry = OPTIMIZERS.get(config.optimizer.name, key="optimizer")
     opt_options = opt_entry.parse_options(config.optimizer.options, "optimizer")
     optimizer = build_optimizer(opt_entry.name, opt_options, model)
+    weight_decay = None
+    if getattr(opt_options, "weight_decay", 0.0) > 0.0:
+        weight_decay = WeightDecay(
+            decayed_parameters(model),
+            opt_options.weight_decay,  # type: ignore[attr-defined]
+            mode=opt_options.decay,  # type: ignore[attr-defined]
+            schedule=opt_options.decay_schedule,  # type: ignore[attr-defined]
+            gamma=opt_options.decay_gamma,  # type: ignore[attr-defined]
+        )
     sched_entry = SCHEDULES.get(config.schedule.name, key="schedule")
     sched_options = sched_entry.parse_options(config.schedule.options, "schedule")
 
@@ -178,6 +197,7 @@ def build_parts(
         schedule=schedule,
         augment=augment,
         full_batch="full_batch" in opt_entry.tags,
+        weight_decay=weight_decay,
     )
 
 

@@ -3,9 +3,10 @@
     for each epoch:
         on_epoch_begin
         for each batch: augment → forward → loss (+ penalty) → backward
-            every `accumulate` batches: after_backward → clip → optimizer step → on_step_end
-        validate → record → on_epoch_end (early stopping, checkpoints, logging, progress)
-    on_train_end
+            every `accumulate` batches: after_backward → clip → weight decay → optimizer step
+                                        → weight average → on_step_end
+        weight average → validate → record → on_epoch_end (early stopping, checkpoints, logs)
+    on_train_end → final weights (average, best)
 
 Callbacks return decisions (stop, skip the step, restore a state); only this loop changes the
 model, the optimizer and the counters. Everything needed to continue exactly (weights, optimizer,
@@ -14,6 +15,7 @@ schedule, RNG states, counters, callback states, history) is in :meth:`Engine.st
 
 from __future__ import annotations
 
+import contextlib
 import math
 import random
 import time
@@ -28,8 +30,17 @@ from torch import nn
 from nntune.data import Augmentation, Batch
 from nntune.errors import TrainingError
 from nntune.losses import Loss
-from nntune.optim import Horizon, Schedule, clip_gradients, grad_norm, penalty
+from nntune.optim import (
+    Horizon,
+    Schedule,
+    WeightDecay,
+    clip_gradients,
+    grad_norm,
+    needs_closure,
+    penalty,
+)
 from nntune.records import EpochRecord, History
+from nntune.train.averaging import WeightAverage
 from nntune.train.batches import LoaderBatches, TensorBatches
 from nntune.train.callbacks.base import (
     Callback,
@@ -53,8 +64,12 @@ class EngineSettings:
     accumulate: int = 1
     clip_norm: float | None = None
     clip_value: float | None = None
+    clip_agc: float | None = None
+    agc_eps: float = 1e-3
     l1: float = 0.0
     l2: float = 0.0
+    weight_decay: WeightDecay | None = None
+    precision: str = "fp32"  # fp32 | bf16 | fp16 (autocast of the forward pass and loss)
     # the global gradient norm is measured every this many steps (it costs a few kernels)
     grad_norm_every: int = 10
     eval_batch_size: int = 4096
@@ -63,8 +78,23 @@ class EngineSettings:
 
 def horizon(batches: TensorBatches | LoaderBatches, settings: EngineSettings) -> Horizon:
     """The run's length in optimizer steps (what schedules are defined over)."""
-    steps_per_epoch = math.ceil(len(batches) / settings.accumulate)
-    return Horizon(settings.epochs * steps_per_epoch, steps_per_epoch)
+    per_epoch = [
+        math.ceil(batches.steps_in_epoch(e) / settings.accumulate) for e in range(settings.epochs)
+    ]
+    if len(set(per_epoch)) == 1:
+        return Horizon(settings.epochs * per_epoch[0], per_epoch[0])
+    starts = [0]
+    for steps in per_epoch[:-1]:
+        starts.append(starts[-1] + steps)
+    return Horizon(sum(per_epoch), per_epoch[0], tuple(starts))
+
+
+def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager[Any]:
+    """Mixed precision for the forward pass and loss (backward follows autocast's dtypes)."""
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    return torch.autocast(device_type=device.type, dtype=dtype)
 
 
 class Engine:
@@ -81,6 +111,7 @@ class Engine:
         augment: Sequence[Augmentation] = (),
         callbacks: Sequence[Callback] = (),
         seed: int = 0,
+        average: WeightAverage | None = None,
     ) -> None:
         self.model = model
         self.loss = loss
@@ -98,6 +129,14 @@ class Engine:
         self.schedule = schedule(self.horizon)
         self.base_lrs = [group["lr"] for group in optimizer.param_groups]
         self.params = [p for group in optimizer.param_groups for p in group["params"]]
+        self.average = average
+        self._lr_factor = 1.0
+        self.closure_step = needs_closure(optimizer)
+        self.device = self.params[0].device if self.params else torch.device("cpu")
+        # fp16 gradients underflow without loss scaling; bf16 has fp32's range and needs none
+        self.scaler = (
+            torch.amp.GradScaler(self.device.type) if settings.precision == "fp16" else None
+        )
         # batch order and augmentation draw from this generator, so they are part of the state
         self.generator = torch.Generator().manual_seed(seed)
         self.stop_reason: str | None = None
@@ -109,6 +148,7 @@ class Engine:
             epochs=settings.epochs,
             steps_per_epoch=steps_per_epoch,
             snapshot=self.state_dict,
+            eval_weights=self.eval_weights,
         )
         self._step_hooks = {
             hook: [cb for cb in self.callbacks if overrides(cb, hook)]
@@ -135,6 +175,8 @@ class Engine:
         # restores asked for at the end (best weights) come after every callback has finished,
         # so that the final last.pt still holds the state training can continue from
         decisions = [cb.on_train_end(state, reason) for cb in self.callbacks]
+        if self.average is not None:
+            self.average.finalize(self.batches.epoch(torch.Generator().manual_seed(0)))
         for decision in decisions:
             if isinstance(decision, Restore):
                 self._restore(decision)
@@ -152,26 +194,24 @@ class Engine:
         seen_outputs: list[torch.Tensor] = []
         seen_targets: list[torch.Tensor] = []
         micro, micro_losses = 0, []
-        n_batches = len(self.batches)
-        for index, (x, y) in enumerate(self.batches.epoch(self.generator)):
+        n_batches = self.batches.steps_in_epoch(state.epoch)
+        for index, (x, y) in enumerate(self.batches.epoch(self.generator, state.epoch)):
             if micro == 0:
                 self._set_lr(state.step)
             batch = Batch(x, y)
             for augmentation in self.augment:
                 batch = augmentation(batch, self.generator)
-            outputs = model(batch.x)
-            loss = self.loss(outputs, batch.y)
-            if batch.y_mix is not None:
-                loss = batch.lam * loss + (1.0 - batch.lam) * self.loss(outputs, batch.y_mix)
-            extra = penalty(settings.penalized, settings.l1, settings.l2)
-            total = loss if extra is None else loss + extra
-            (total / settings.accumulate if settings.accumulate > 1 else total).backward()
+            with autocast(self.device, settings.precision):
+                outputs = model(batch.x)
+                loss, total = self._objective(outputs, batch)
+            scaled = total / settings.accumulate if settings.accumulate > 1 else total
+            (self.scaler.scale(scaled) if self.scaler else scaled).backward()
             value = loss.item()
             micro_losses.append(value)
             if math.isfinite(value):
                 loss_sum += value * len(x)
                 loss_count += len(x)
-                seen_outputs.append(outputs.detach())
+                seen_outputs.append(outputs.detach().float())
                 seen_targets.append(batch.y)
             micro += 1
             if micro < settings.accumulate and index + 1 < n_batches:
@@ -188,22 +228,21 @@ class Engine:
                 break
             if isinstance(decision, (SkipStep, Restore)):
                 optimizer.zero_grad(set_to_none=True)
+                if self.scaler:
+                    self.scaler.update()  # an fp16 overflow lowers the scale for the next step
                 if isinstance(decision, Restore):
                     self._restore(decision)
                 skipped += 1
                 continue
-            measured = clip_gradients(self.params, settings.clip_norm, settings.clip_value)
-            if measured is None and state.step % settings.grad_norm_every == 0:
-                measured = grad_norm(self.params)
-            state.grad_norm = float(measured) if measured is not None else None
-            if state.grad_norm is not None:
-                norms.append(state.grad_norm)
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
+            self._optimizer_step(batch, norms)
             state.step += 1
+            if self.average is not None:
+                self.average.after_step()
             for cb in self._step_hooks["on_step_end"]:
                 cb.on_step_end(state)
 
+        if self.average is not None:
+            self.average.after_epoch(state.epoch)
         state.epoch += 1
         record = self._record(
             loss_sum / loss_count if loss_count else math.nan,
@@ -244,7 +283,8 @@ class Engine:
             metrics.update({f"train_{k}": v for k, v in values.items()})
         val_loss = None
         if self.val is not None:
-            out = predict_outputs(self.model, self.val[0], settings.eval_batch_size)
+            with self.average.swapped() if self.average else contextlib.nullcontext():
+                out = predict_outputs(self.model, self.val[0], settings.eval_batch_size)
             scores = score(self.loss, settings.task, out, self.val[1], settings.metrics)
             val_loss = scores.pop("loss")
             metrics.update({f"val_{k}": v for k, v in scores.items()})
@@ -260,10 +300,66 @@ class Engine:
             extra={"skipped_steps": skipped},
         )
 
+    # --- one step -----------------------------------------------------------------------------
+
+    def _objective(
+        self,
+        outputs: torch.Tensor,
+        batch: Batch,
+        penalized: Sequence[torch.Tensor] | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(data loss, loss + penalties): the loss is what is logged, the total is minimised.
+        ``penalized`` replaces the live weights in the penalty (functional evaluation)."""
+        settings = self.settings
+        loss = self.loss(outputs, batch.y)
+        if batch.y_mix is not None:
+            loss = batch.lam * loss + (1.0 - batch.lam) * self.loss(outputs, batch.y_mix)
+        weights = settings.penalized if penalized is None else penalized
+        extra = penalty(weights, settings.l1, settings.l2)  # type: ignore[arg-type]
+        return loss, loss if extra is None else loss + extra
+
+    def _optimizer_step(self, batch: Batch, norms: list[float]) -> None:
+        state, settings, optimizer = self.state, self.settings, self.optimizer
+        if self.scaler:
+            self.scaler.unscale_(optimizer)  # clipping and decay see the true gradients
+        measured = clip_gradients(
+            self.params,
+            settings.clip_norm,
+            settings.clip_value,
+            settings.clip_agc,
+            settings.agc_eps,
+        )
+        if measured is None and state.step % settings.grad_norm_every == 0:
+            measured = grad_norm(self.params)
+        state.grad_norm = float(measured) if measured is not None else None
+        if state.grad_norm is not None:
+            norms.append(state.grad_norm)
+        decay = settings.weight_decay
+        if self.closure_step:
+            if decay is not None and decay.mode == "decoupled":
+                decay.apply(state.lr, self._lr_factor, state.epoch)
+            optimizer.step(_BatchClosure(self, batch))  # type: ignore[arg-type]
+        else:
+            if decay is not None:
+                decay.apply(state.lr, self._lr_factor, state.epoch)
+            if self.scaler:
+                self.scaler.step(optimizer)
+                self.scaler.update()
+            else:
+                optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
     # --- helpers ------------------------------------------------------------------------------
 
+    def eval_weights(self) -> dict[str, torch.Tensor]:
+        """The weights validation measured: the weight average when there is one."""
+        if self.average is not None and self.average.ready:
+            return self.average.weights()
+        return self.model.state_dict()
+
     def _set_lr(self, step: int) -> None:
-        factor = self.schedule.factor(step)
+        factor = self.schedule.factor(step) * self.batches.lr_factor(self.state.epoch)
+        self._lr_factor = factor
         for group, base in zip(self.optimizer.param_groups, self.base_lrs, strict=True):
             group["lr"] = base * factor
         self.state.lr = self.base_lrs[0] * factor
@@ -316,6 +412,8 @@ class Engine:
             "history": state.history.to_json(),
             "callbacks": {cb.key: cb.state_dict() for cb in self.callbacks},
             "rng": rng,
+            "average": self.average.state_dict() if self.average else None,
+            "scaler": self.scaler.state_dict() if self.scaler else None,
         }
 
     def load_state_dict(self, saved: dict[str, Any]) -> None:
@@ -327,6 +425,10 @@ class Engine:
         self.elapsed = float(saved["elapsed"])
         self.stop_reason = saved["stop_reason"]
         state.history = History.from_json(saved["history"])
+        if self.average is not None and saved.get("average") is not None:
+            self.average.load_state_dict(saved["average"])
+        if self.scaler is not None and saved.get("scaler"):
+            self.scaler.load_state_dict(saved["scaler"])
         for cb in self.callbacks:
             if cb.key in saved["callbacks"]:
                 cb.load_state_dict(saved["callbacks"][cb.key])
@@ -339,3 +441,42 @@ class Engine:
         random.setstate((python[0], tuple(python[1]), python[2]))
         if "cuda" in rng and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(rng["cuda"])
+
+
+class _BatchClosure:
+    """The :class:`~nntune.optim.StepClosure` of one batch, for L-BFGS and Newton."""
+
+    def __init__(self, engine: Engine, batch: Batch) -> None:
+        self.engine = engine
+        self.batch = batch
+        self.names = [n for n, p in engine.model.named_parameters() if p.requires_grad]
+
+    def _total(
+        self, outputs: torch.Tensor, replaced: dict[str, torch.Tensor] | None = None
+    ) -> torch.Tensor:
+        engine = self.engine
+        penalized = decayed = None
+        if replaced is not None:
+            name_of = {id(p): n for n, p in engine.model.named_parameters()}
+            penalized = [replaced[name_of[id(p)]] for p in engine.settings.penalized]
+        _, total = engine._objective(outputs, self.batch, penalized)
+        decay = engine.settings.weight_decay
+        if decay is not None:
+            if replaced is not None:
+                decayed = [replaced[name_of[id(p)]] for p in decay.params]
+            term = decay.penalty(engine._lr_factor, engine.state.epoch, decayed)
+            if term is not None:
+                total = total + term
+        return total
+
+    @torch.enable_grad()
+    def __call__(self) -> torch.Tensor:
+        self.engine.optimizer.zero_grad(set_to_none=True)
+        total = self._total(self.engine.model(self.batch.x))
+        total.backward()
+        return total.detach()
+
+    def loss_of(self, params: Sequence[torch.Tensor]) -> torch.Tensor:
+        replaced = dict(zip(self.names, params, strict=True))
+        outputs = torch.func.functional_call(self.engine.model, replaced, (self.batch.x,))
+        return self._total(outputs, replaced)

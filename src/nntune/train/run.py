@@ -20,14 +20,17 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset, TensorDataset
 
-from nntune.config import Config, config_to_dict, config_to_yaml, load_config
+from nntune.config import Config, SwaConfig, config_to_dict, config_to_yaml, load_config
 from nntune.config._load import ConfigSource
 from nntune.data import DataBundle, RawDataset, prepare_data
 from nntune.errors import ConfigError, DataError, RunFolderError, TrainingError
 from nntune.models import count_parameters
+from nntune.optim import Horizon, Schedule, needs_closure
 from nntune.records import RunResult
-from nntune.train.batches import LoaderBatches, TensorBatches
+from nntune.train.averaging import WeightAverage
+from nntune.train.batches import BatchSizes, LoaderBatches, TensorBatches
 from nntune.train.build import (
+    RunParts,
     as_reconstruction,
     build_parts,
     check_components,
@@ -63,6 +66,77 @@ def available_cores() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         return os.cpu_count() or 1
+
+
+def make_batches(
+    config: Config,
+    bundle: DataBundle,
+    loader: Dataset | None,
+    full_batch: bool,
+    device: torch.device,
+) -> TensorBatches | LoaderBatches:
+    """Training batches: in-memory tensors (fast path) or a DataLoader over a user's Dataset,
+    with the configured batch size rule."""
+    train = config.train
+    growth = train.batch_schedule
+    sizes = BatchSizes(
+        train.batch_size,
+        factor=growth.factor if growth else 1.0,
+        every=growth.every if growth else 1,
+        cap=growth.max if growth else None,
+        lr_scaling=growth.lr_scaling if growth else "none",
+    )
+    if loader is not None:
+        return LoaderBatches(loader, sizes, device)
+    x_train, y_train = bundle.x_train.to(device), bundle.y_train.to(device)
+    if full_batch:
+        return TensorBatches(x_train, y_train, len(x_train))
+    return TensorBatches(x_train, y_train, sizes, train.random_batch_size)
+
+
+def check_combinations(config: Config, parts: RunParts, device: torch.device, loader: bool) -> None:
+    """Settings that are valid alone but not together (the schema checks each one alone)."""
+    train, optimizer = config.train, config.optimizer.name
+    if needs_closure(parts.optimizer):
+        for key, bad in (
+            ("train.accumulate", train.accumulate > 1),
+            ("train.grad_clip", train.grad_clip is not None),
+            ("train.precision", train.precision != "fp32"),
+        ):
+            if bad:
+                raise ConfigError(
+                    f"{key} cannot be used with optimizer {optimizer}: it re-evaluates the loss "
+                    "on the whole batch to choose its own step; remove the setting"
+                )
+    if parts.full_batch and (train.batch_schedule or train.random_batch_size):
+        raise ConfigError(
+            f"optimizer {optimizer} trains on the whole training set per step: "
+            "train.batch_schedule and train.random_batch_size do not apply to it"
+        )
+    if train.random_batch_size is not None and (loader or train.accumulate > 1):
+        raise ConfigError(
+            "train.random_batch_size needs in-memory data and train.accumulate: 1 "
+            "(a Dataset is batched by a DataLoader of one batch size)"
+        )
+    if train.precision == "fp16" and device.type != "cuda":
+        raise ConfigError(
+            f"train.precision = fp16 needs a CUDA device (this run is on {device.type}); "
+            "use bf16 on CPU, or fp32"
+        )
+
+
+def swa_schedule(parts: RunParts, swa: SwaConfig, first_epoch: int, lr: float) -> Any:
+    """The configured schedule, then an anneal to the SWA lr from the first averaged epoch."""
+    from nntune.optim import SwaSchedule
+
+    def build(h: Horizon) -> Schedule:
+        inner = parts.schedule(h)
+        start = h.steps_for(first_epoch)
+        anneal = h.steps_for(first_epoch + swa.anneal_epochs) - start
+        assert swa.lr is not None
+        return SwaSchedule(inner, start, swa.lr / lr, anneal, swa.anneal)
+
+    return build
 
 
 def resolve_device(name: str) -> torch.device:
@@ -146,32 +220,44 @@ class Trainer:
         if self.resume is not None:
             self._check_resume_config(config)
         parts = build_parts(config, bundle, device, self.user_model)
+        check_combinations(config, parts, device, loader is not None)
+        clip = config.train.grad_clip
+        l1, l2 = config.regularization.penalties()
         settings = EngineSettings(
             epochs=config.train.epochs,
             task=bundle.task,
             metrics=list(config.train.metrics or []),
             accumulate=config.train.accumulate,
-            clip_norm=config.train.grad_clip.norm if config.train.grad_clip else None,
-            clip_value=config.train.grad_clip.value if config.train.grad_clip else None,
-            l1=config.regularization.l1,
-            l2=config.regularization.l2,
+            clip_norm=clip.norm if clip else None,
+            clip_value=clip.value if clip else None,
+            clip_agc=clip.agc if clip else None,
+            agc_eps=clip.agc_eps if clip else 1e-3,
+            l1=l1,
+            l2=l2,
+            weight_decay=parts.weight_decay,
+            precision=config.train.precision,
         )
         if settings.l1 or settings.l2:
             from nntune.optim import decayed_parameters
 
             settings.penalized = list(decayed_parameters(parts.model))
-        batches: TensorBatches | LoaderBatches
-        if loader is not None:
-            batches = LoaderBatches(loader, config.train.batch_size, device)
-        else:
-            x_train, y_train = bundle.x_train.to(device), bundle.y_train.to(device)
-            size = len(x_train) if parts.full_batch else config.train.batch_size
-            batches = TensorBatches(x_train, y_train, size)
+        batches = make_batches(config, bundle, loader, parts.full_batch, device)
+        schedule = parts.schedule
+        average = None
+        if config.train.ema is not None:
+            ema = config.train.ema
+            average = WeightAverage(parts.model, "ema", decay=ema.decay, warmup=ema.warmup)
+        elif config.train.swa is not None:
+            swa = config.train.swa
+            first = swa.start_epoch(config.train.epochs)
+            average = WeightAverage(parts.model, "swa", start_epoch=first)
+            if swa.lr is not None:
+                schedule = swa_schedule(parts, swa, first, parts.optimizer.param_groups[0]["lr"])
         val = None
         if bundle.x_val is not None and bundle.y_val is not None:
             val = (bundle.x_val.to(device), bundle.y_val.to(device))
 
-        parts.schedule(horizon(batches, settings))  # schedule errors now, before any file exists
+        schedule(horizon(batches, settings))  # schedule errors now, before any file exists
         run_dir = self._run_dir(config) if self.write else None
         self.run_dir = run_dir
         meta = self._meta(config, bundle)
@@ -205,13 +291,14 @@ class Trainer:
             parts.model,
             parts.loss,
             parts.optimizer,
-            parts.schedule,
+            schedule,
             batches,
             settings,
             val=val,
             augment=parts.augment,
             callbacks=callbacks,
             seed=config.seed,
+            average=average,
         )
         if self.resume is not None and run_dir is not None:
             self._load_state(engine, run_dir)

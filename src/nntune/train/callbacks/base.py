@@ -62,6 +62,13 @@ class TrainState:
     failed: bool = False  # training ended with an error (the state may be mid-epoch)
     # a full, resumable snapshot of the engine (model, optimizer, RNG, callbacks...)
     snapshot: Callable[[], dict[str, Any]] = field(default=lambda: {})
+    # the weights validation measured (the EMA/SWA average when on, else the model's own)
+    eval_weights: Callable[[], dict[str, torch.Tensor]] | None = None
+
+    def evaluated_weights(self) -> dict[str, torch.Tensor]:
+        if self.eval_weights is not None:
+            return self.eval_weights()
+        return self.model.state_dict()
 
 
 class Callback:

@@ -62,7 +62,7 @@ class Checkpoints(Callback):
         ):
             self.best, self.best_epoch = value, record.epoch
             self.pending_best = {
-                "model": clone_tree(state.model.state_dict()),
+                "model": clone_tree(state.evaluated_weights()),
                 "epoch": record.epoch,
                 "monitor": self.monitor,
                 "value": value,

@@ -53,7 +53,7 @@ class EarlyStopping(Callback):
         ):
             self.best, self.best_epoch, self.wait = value, record.epoch, 0
             if self.restore_best:
-                self.best_weights = clone_tree(state.model.state_dict())
+                self.best_weights = clone_tree(state.evaluated_weights())
             return None
         self.wait += 1
         if self.wait >= self.patience:
