@@ -156,3 +156,6 @@ class StudyResult:
     n_failed: int
     seconds: float
     importances: dict[str, float] = field(default_factory=dict)
+    study_dir: Path | None = None
+    summary: dict[str, Any] = field(default_factory=dict)  # what summary.json holds
+    retrain: dict[str, Any] | None = None  # test metrics of best.yaml retrained (--retrain-best)

@@ -208,33 +208,40 @@ SPACE_KINDS = ("uniform", "loguniform", "int", "logint", "choice")
 
 
 class SearchConfig(Section):
-    metric: str = "val_loss"
-    direction: Literal["maximize", "minimize"] = "minimize"
-    space: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    metric: str = Field("val_loss", description="the logged value a study optimizes")
+    direction: Literal["auto", "maximize", "minimize"] = Field(
+        "auto", description="auto: minimize losses and errors, maximize the rest"
+    )
+    space: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="dotted key → distribution (empty: a default space)"
+    )
+    objectives: list[str] | None = Field(
+        None,
+        description="two or more objectives for a multi-objective study (logged metrics, "
+        "parameters, seconds); replaces metric",
+    )
+
+    @field_validator("objectives")
+    @classmethod
+    def _several(cls, objectives: list[str] | None) -> list[str] | None:
+        if objectives is not None and (
+            len(objectives) < 2 or len(set(objectives)) != len(objectives)
+        ):
+            raise ValueError(
+                "give two or more different objectives, e.g. [val_accuracy, parameters]"
+            )
+        return objectives
 
     @field_validator("space")
     @classmethod
     def _known_kinds(cls, space: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        # the shape only; bounds, steps and conditions are checked by `nntune tune`
         for key, spec in space.items():
             kinds = [k for k in spec if k in SPACE_KINDS]
             if len(kinds) != 1:
                 raise ValueError(
                     f"search.space.{key} must have exactly one of {', '.join(SPACE_KINDS)}, "
                     f"got {spec}"
-                )
-            bounds = spec[kinds[0]]
-            if kinds[0] == "choice":
-                if not isinstance(bounds, list) or not bounds:
-                    raise ValueError(f"search.space.{key}.choice must be a non-empty list")
-            elif not (
-                isinstance(bounds, list)
-                and len(bounds) == 2
-                and all(isinstance(b, (int, float)) for b in bounds)
-                and bounds[0] < bounds[1]
-            ):
-                raise ValueError(
-                    f"search.space.{key}.{kinds[0]} must be [low, high] with low < high, "
-                    f"got {bounds}"
                 )
         return space
 

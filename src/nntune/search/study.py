@@ -1,0 +1,428 @@
+"""One search worker: asks Optuna for trials, trains each with the nntune engine, tells results.
+
+The loop uses Optuna's ask-and-tell interface rather than ``study.optimize`` so that nntune owns
+what a trial's end means: pruned by the pruner or by the deadline (recorded as PRUNED), failed
+with a reason (a bad sampled combination, NaN: FAIL, the study goes on), interrupted (FAIL,
+then the worker stops), and how many trials the study may hold in all (``--trials`` counts the
+study's total: asking for a trial and counting the study's trials happen under one file lock,
+so local workers never overshoot).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import math
+import os
+import socket
+import sys
+import time
+import warnings
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import optuna
+import torch
+
+from nntune.config import Config, apply_overrides, validate_config
+from nntune.errors import ConfigError, NntuneError
+from nntune.optim import infer_mode
+from nntune.records import EpochRecord
+from nntune.search.space import Param, grid_space, suggest
+from nntune.train.build import REGISTRIES
+from nntune.train.callbacks.base import Callback, Decision, Stop, TrainState
+
+SAMPLERS = ("tpe", "random", "grid", "gp", "cmaes")
+PRUNERS = ("asha", "hyperband", "median", "none")
+# objectives that are not logged metrics but properties of the run
+RUN_OBJECTIVES = {"parameters": "minimize", "seconds": "minimize"}
+HEARTBEAT_SECONDS = 10.0
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+# TPE's group option (conditional spaces) is marked experimental; it is what makes per-choice
+# options work, and its warning on every run says nothing a user can act on
+warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+
+
+@dataclass
+class Job:
+    """Everything a worker process needs (written as JSON for worker subprocesses)."""
+
+    config: dict[str, Any]  # the base config (resolved user form)
+    space: dict[str, dict[str, Any]]
+    study: str
+    storage: str  # an Optuna storage URL, or journal:<path> for the embedded file
+    study_dir: str
+    objectives: list[str]
+    directions: list[str]
+    sampler: str = "tpe"
+    pruner: str = "asha"
+    trials: int | None = None
+    deadline: float | None = None  # time.time() at which the search ends
+    seed: int = 0
+    worker: int = 0
+    workers: int = 1
+    threads: int = 1
+    quiet: bool = False
+    grid_size: int | None = None
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> Job:
+        return cls(**json.loads(text))
+
+
+# --- Optuna objects from names -----------------------------------------------------------------
+
+
+def make_storage(url: str) -> optuna.storages.BaseStorage:
+    if url.startswith("journal:"):
+        from optuna.storages.journal import JournalFileBackend
+
+        return optuna.storages.JournalStorage(JournalFileBackend(url.removeprefix("journal:")))
+    try:
+        return optuna.storages.RDBStorage(
+            url,
+            heartbeat_interval=int(HEARTBEAT_SECONDS),
+            grace_period=int(3 * HEARTBEAT_SECONDS),
+            failed_trial_callback=optuna.storages.RetryFailedTrialCallback(max_retry=3),
+        )
+    except (ImportError, ModuleNotFoundError) as err:
+        raise ConfigError(
+            f"--storage {url}: the database driver is missing ({err}); for PostgreSQL: "
+            "pip install 'nntune[postgres]'"
+        ) from None
+    except Exception as err:  # sqlalchemy's errors: a bad URL, no server, wrong credentials
+        raise ConfigError(f"--storage {url}: cannot open the study storage: {err}") from None
+
+
+def make_sampler(name: str, params: list[Param], seed: int, workers: int, multi: bool) -> Any:
+    samplers = optuna.samplers
+    if name == "tpe":
+        return samplers.TPESampler(
+            multivariate=True, group=True, seed=seed, constant_liar=workers > 1
+        )
+    if name == "random":
+        return samplers.RandomSampler(seed=seed)
+    if name == "grid":
+        return samplers.GridSampler(grid_space(params), seed=seed)
+    if name == "gp":
+        return samplers.GPSampler(seed=seed, warn_independent_sampling=False)
+    if name == "cmaes":
+        if multi:
+            raise ConfigError("--sampler cmaes optimizes one objective; use tpe, random or grid")
+        return samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False)
+    raise ConfigError(f"--sampler {name!r}: allowed: {', '.join(SAMPLERS)}")
+
+
+def make_pruner(name: str, epochs: int) -> optuna.pruners.BasePruner:
+    pruners = optuna.pruners
+    if name == "asha":
+        return pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=3)
+    if name == "hyperband":
+        return pruners.HyperbandPruner(min_resource=1, max_resource=epochs, reduction_factor=3)
+    if name == "median":
+        return pruners.MedianPruner(n_startup_trials=4, n_warmup_steps=1)
+    if name == "none":
+        return pruners.NopPruner()
+    raise ConfigError(f"--pruner {name!r}: allowed: {', '.join(PRUNERS)}")
+
+
+def open_study(job: Job, params: list[Param]) -> optuna.Study:
+    multi = len(job.objectives) > 1
+    sampler = make_sampler(job.sampler, params, job.seed + job.worker, job.workers, multi)
+    epochs = int(job.config.get("train", {}).get("epochs", 20))
+    pruner = make_pruner("none" if multi else job.pruner, epochs)
+    return optuna.create_study(
+        study_name=job.study,
+        storage=make_storage(job.storage),
+        sampler=sampler,
+        pruner=pruner,
+        directions=job.directions,  # type: ignore[arg-type]
+        load_if_exists=True,
+    )
+
+
+# --- trial states --------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def study_lock(study_dir: Path) -> Iterator[None]:
+    """Serializes count-then-ask among the workers of this machine."""
+    study_dir.mkdir(parents=True, exist_ok=True)
+    with open(study_dir / ".lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+COUNTED = (
+    optuna.trial.TrialState.COMPLETE,
+    optuna.trial.TrialState.PRUNED,
+    optuna.trial.TrialState.RUNNING,
+)
+
+
+def counted_trials(study: optuna.Study) -> int:
+    """Trials that count towards ``--trials``: finished (complete, pruned) or running. Failed
+    trials do not count: a failure is retried or replaced."""
+    return len(study.get_trials(deepcopy=False, states=COUNTED))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def sweep_stale_trials(study: optuna.Study) -> list[int]:
+    """Fail and re-queue RUNNING trials whose worker process on this host is gone (a SIGKILLed
+    worker leaves its trial RUNNING in a journal file; RDB storages use Optuna's heartbeat)."""
+    host = socket.gethostname()
+    swept = []
+    storage = study._storage
+    for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        attrs = trial.user_attrs
+        if attrs.get("host") != host or "pid" not in attrs or _alive(int(attrs["pid"])):
+            continue
+        storage.set_trial_user_attr(trial._trial_id, "fail_reason", "worker process died")
+        storage.set_trial_state_values(trial._trial_id, optuna.trial.TrialState.FAIL)
+        study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number})
+        swept.append(trial.number)
+    return swept
+
+
+# --- the trial ----------------------------------------------------------------------------------
+
+
+class TrialReporter(Callback):
+    """Reports the searched metric every epoch; stops the run when the pruner or the deadline
+    says so."""
+
+    key = "trial_reporter"
+
+    def __init__(
+        self, trial: optuna.Trial, metric: str | None, pruning: bool, deadline: float | None
+    ) -> None:
+        self.trial = trial
+        self.metric = metric
+        self.pruning = pruning
+        self.deadline = deadline
+        self.pruned: str | None = None
+
+    def after_backward(self, state: TrainState, loss: torch.Tensor) -> Decision:
+        if self.deadline is not None and time.time() >= self.deadline:
+            self.pruned = "deadline"
+            return Stop("the search's time budget ran out")
+        return None
+
+    def on_epoch_end(self, state: TrainState, record: EpochRecord) -> Decision:
+        if self.deadline is not None and time.time() >= self.deadline:
+            self.pruned = "deadline"
+            return Stop("the search's time budget ran out")
+        if self.metric is None:
+            return None
+        value = record.to_json().get(self.metric)
+        if value is None or not math.isfinite(value):
+            return None
+        self.trial.report(float(value), step=record.epoch)
+        if self.pruning and self.trial.should_prune():
+            self.pruned = "pruner"
+            return Stop(f"pruned at epoch {record.epoch}")
+        return None
+
+
+def options_of(component: str, name: str) -> set[str] | None:
+    """Option names of the component ``name`` of config field ``component`` (None: unknown)."""
+    from nntune.config import COMPONENT_FIELDS
+
+    family = COMPONENT_FIELDS.get(component)
+    if family is None:
+        return None
+    registry = REGISTRIES[family]
+    try:
+        entry = registry.get(name, key=component)
+    except NntuneError:
+        return None
+    return set(entry.options.model_fields)
+
+
+def trial_config(base: dict[str, Any], overrides: dict[str, Any], name: str) -> Config:
+    """The base config with the trial's values; options a newly chosen component does not take
+    (adamw's betas when the trial picks momentum) are dropped."""
+    from nntune.config import COMPONENT_FIELDS
+
+    raw = apply_overrides(base, list(overrides.items()))
+    for component in COMPONENT_FIELDS:
+        if component.endswith("[]"):
+            continue
+        if f"{component}.name" not in overrides and component not in overrides:
+            continue
+        node: Any = raw
+        *parents, last = component.split(".")
+        for part in parents:
+            node = node.get(part, {})
+        value = node.get(last)
+        if isinstance(value, dict) and isinstance(value.get("name"), str):
+            allowed = options_of(component, value["name"])
+            if allowed is not None:
+                node[last] = {k: v for k, v in value.items() if k == "name" or k in allowed}
+    raw["name"] = name
+    return validate_config(raw)
+
+
+def best_of(values: Sequence[float | None], direction: str) -> float:
+    finite = [v for v in values if v is not None and math.isfinite(v)]
+    if not finite:
+        return math.nan
+    return max(finite) if direction == "maximize" else min(finite)
+
+
+@dataclass
+class TrialOutcome:
+    state: optuna.trial.TrialState
+    values: list[float] | None = None
+    attrs: dict[str, Any] = field(default_factory=dict)
+
+
+def run_trial(
+    job: Job, study: optuna.Study, trial: optuna.Trial, params: list[Param]
+) -> TrialOutcome:
+    import nntune
+
+    trial.set_user_attr("host", socket.gethostname())
+    trial.set_user_attr("pid", os.getpid())
+    base = job.config
+    base_config = validate_config(base)
+    try:
+        overrides = suggest(trial, params, base_config, options_of)
+        config = trial_config(base, overrides, f"{job.study}-trial{trial.number:04d}")
+    except NntuneError as err:
+        return TrialOutcome(optuna.trial.TrialState.FAIL, attrs={"fail_reason": str(err)})
+    out = Path(job.study_dir) / "trials" / f"{trial.number:04d}"
+    single = len(job.objectives) == 1
+    metric = job.objectives[0] if single else None
+    reporter = TrialReporter(trial, metric, pruning=single, deadline=job.deadline)
+    try:
+        result = nntune.train(config, out=out, callbacks=[reporter], progress=False)
+    except NntuneError as err:
+        return TrialOutcome(
+            optuna.trial.TrialState.FAIL, attrs={"fail_reason": str(err), "run_dir": str(out)}
+        )
+    attrs: dict[str, Any] = {"run_dir": str(out), "test": result.summary.get("test", {})}
+    if reporter.pruned is not None:
+        attrs["pruned_by"] = reporter.pruned
+        return TrialOutcome(optuna.trial.TrialState.PRUNED, attrs=attrs)
+    values = []
+    for objective, direction in zip(job.objectives, job.directions, strict=True):
+        if objective in RUN_OBJECTIVES:
+            values.append(float(result.summary[objective]))
+        else:
+            values.append(best_of(result.history.values(objective), direction))
+    if any(not math.isfinite(v) for v in values):
+        attrs["fail_reason"] = f"no finite value of {', '.join(job.objectives)} was logged"
+        return TrialOutcome(optuna.trial.TrialState.FAIL, attrs=attrs)
+    return TrialOutcome(optuna.trial.TrialState.COMPLETE, values=values, attrs=attrs)
+
+
+def heartbeat(study: optuna.Study, trial: optuna.Trial) -> Any:
+    """Optuna's heartbeat thread for a trial of an RDB storage (ask-and-tell does not start it
+    by itself), so a killed worker's trial is failed and retried by ``fail_stale_trials`` once
+    the grace period passes; a no-op for the journal file (see :func:`sweep_stale_trials`)."""
+    from optuna.storages._heartbeat import get_heartbeat_thread
+
+    return get_heartbeat_thread(trial._trial_id, study._storage)
+
+
+def sweep(study: optuna.Study) -> None:
+    """Fail (and re-queue) trials of dead workers: by heartbeat in a database, by process id in
+    the journal file."""
+    from optuna.storages._heartbeat import is_heartbeat_enabled
+
+    if is_heartbeat_enabled(study._storage):
+        optuna.storages.fail_stale_trials(study)
+    else:
+        sweep_stale_trials(study)
+
+
+def run_worker(job: Job) -> int:
+    """Run trials until the study holds ``job.trials``, the deadline passes, or the grid is
+    done. Returns the number of trials this worker finished."""
+    torch.set_num_threads(max(1, job.threads))
+    from nntune.search.space import parse_space
+
+    params = parse_space(job.space)
+    study = open_study(job, params)
+    study_dir = Path(job.study_dir)
+    limit = job.trials
+    if job.grid_size is not None:
+        limit = job.grid_size if limit is None else min(limit, job.grid_size)
+    finished = 0
+    while True:
+        if job.deadline is not None and time.time() >= job.deadline:
+            break
+        with study_lock(study_dir):
+            sweep(study)
+            if limit is not None and counted_trials(study) >= limit:
+                break
+            trial = study.ask()
+        try:
+            with heartbeat(study, trial):
+                outcome = run_trial(job, study, trial, params)
+        except KeyboardInterrupt:
+            trial.set_user_attr("fail_reason", "interrupted (Ctrl-C)")
+            study.tell(trial, state=optuna.trial.TrialState.FAIL)
+            raise
+        for key, value in outcome.attrs.items():
+            trial.set_user_attr(key, value)
+        if outcome.state == optuna.trial.TrialState.COMPLETE:
+            study.tell(trial, outcome.values)
+        else:
+            study.tell(trial, state=outcome.state)
+        finished += 1
+        if not job.quiet:
+            # stderr: stdout carries only the result (--json)
+            print(progress_line(study, trial.number, outcome, job), file=sys.stderr, flush=True)
+    return finished
+
+
+def progress_line(study: optuna.Study, number: int, outcome: TrialOutcome, job: Job) -> str:
+    state = outcome.state.name.lower()
+    text = f"trial {number:>4}  {state:<8}"
+    if outcome.values is not None:
+        text += "  " + "  ".join(
+            f"{o} {v:.4g}" for o, v in zip(job.objectives, outcome.values, strict=True)
+        )
+    elif "fail_reason" in outcome.attrs:
+        text += f"  {outcome.attrs['fail_reason'][:120]}"
+    elif "pruned_by" in outcome.attrs:
+        text += f"  by {outcome.attrs['pruned_by']}"
+    if len(job.objectives) == 1:
+        with contextlib.suppress(ValueError):
+            text += f"  | best {study.best_value:.4g} (trial {study.best_trial.number})"
+    return text
+
+
+def directions_for(objectives: list[str], direction: str) -> list[str]:
+    """One direction per objective: the given one for a single metric (auto: from its name),
+    inferred from the name for several."""
+    if len(objectives) == 1 and direction != "auto":
+        return [direction]
+    result = []
+    for objective in objectives:
+        if objective in RUN_OBJECTIVES:
+            result.append(RUN_OBJECTIVES[objective])
+        else:
+            result.append("minimize" if infer_mode(objective) == "min" else "maximize")
+    return result

@@ -1,0 +1,416 @@
+"""``nntune tune``: a study folder, worker processes, and what a user reads at the end.
+
+runs/<study>/
+    config.yaml      the base config the study searches around (a re-run must match it)
+    study.journal    the embedded Optuna storage (unless --storage names a database)
+    trials/NNNN/     each trial's run folder
+    best.yaml        the best trial's fully resolved config, trainable as is
+    trials.csv       one row per trial (Optuna's trials_dataframe)
+    summary.json     best value and params, counts, seconds, importances (and retrain)
+    study.html       optimization history, importances, parallel coordinates, contour
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import signal
+import statistics
+import subprocess
+import sys
+import time
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import optuna
+
+from nntune.config import Config, config_to_dict, config_to_yaml, load_config
+from nntune.errors import ConfigError, NntuneError
+from nntune.records import StudyResult
+from nntune.search.space import decode_params, default_space, grid_space, parse_space
+from nntune.search.study import (
+    PRUNERS,
+    RUN_OBJECTIVES,
+    SAMPLERS,
+    Job,
+    directions_for,
+    make_storage,
+    run_worker,
+    sweep,
+    trial_config,
+)
+from nntune.train.build import check_components, logged_keys, resolve_for_data
+from nntune.train.checkpoint import write_json_atomic, write_text_atomic
+from nntune.train.run import available_cores
+
+STATES = optuna.trial.TrialState
+
+
+@dataclass
+class TuneOptions:
+    trials: int | None = None
+    timeout: float | None = None
+    sampler: str = "tpe"
+    pruner: str = "asha"
+    storage: str | None = None
+    study: str | None = None
+    workers: int = 1
+    out: Path | None = None
+    runs_root: Path = Path("runs")
+    retrain_best: int = 0
+    quiet: bool = False
+
+
+def _check_options(options: TuneOptions) -> None:
+    if options.sampler not in SAMPLERS:
+        raise ConfigError(f"--sampler {options.sampler!r}: allowed: {', '.join(SAMPLERS)}")
+    if options.pruner not in PRUNERS:
+        raise ConfigError(f"--pruner {options.pruner!r}: allowed: {', '.join(PRUNERS)}")
+    if options.trials is not None and options.trials < 1:
+        raise ConfigError(f"--trials {options.trials}: must be at least 1")
+    if options.timeout is not None and options.timeout <= 0:
+        raise ConfigError(f"--timeout {options.timeout}: must be a positive number of seconds")
+    if options.workers < 1:
+        raise ConfigError(f"--workers {options.workers}: must be at least 1")
+    if options.retrain_best < 0:
+        raise ConfigError(f"--retrain-best {options.retrain_best}: must be 0 or more")
+    storage = options.storage
+    if storage is not None and not storage.startswith(("sqlite:///", "postgresql")):
+        raise ConfigError(
+            f"--storage {storage!r}: give a sqlite:///path.db or postgresql://user@host/db URL "
+            "(default: a journal file in the study folder)"
+        )
+
+
+def plan_study(config: Config, options: TuneOptions) -> tuple[Job, Path]:
+    """The job of this study: space, objectives, storage and folder, all checked up front."""
+    from nntune.data import prepare_data
+
+    config = check_components(config)
+    bundle = prepare_data(config.data, config.seed)  # errors in the data now, not per trial
+    resolved = resolve_for_data(config, bundle)
+    space = dict(config.search.space) or default_space(config, bundle.task)
+    params = parse_space(space)
+    objectives = list(config.search.objectives or [config.search.metric])
+    logged = logged_keys(bundle.task, list(resolved.train.metrics or []), bundle.x_val is not None)
+    for objective in objectives:
+        if objective not in logged and objective not in RUN_OBJECTIVES:
+            key = "search.objectives" if config.search.objectives else "search.metric"
+            raise ConfigError(
+                f"{key}: {objective!r} is not logged by this config; choose from "
+                f"{', '.join([*logged, *RUN_OBJECTIVES])}"
+            )
+    directions = directions_for(objectives, config.search.direction)
+    base = config_to_dict(config)
+    for param in params:  # every searched key must name a config field
+        first = param.grid_values()[0] if param.kind != "choice" else param.choices[0]
+        try:
+            trial_config(base, {param.key: first}, "check")
+        except NntuneError as err:
+            raise ConfigError(f"search.space.{param.key}: {err}") from None
+    name = options.study or config.name or "study"
+    study_dir = options.out or options.runs_root / name
+    storage = options.storage or f"journal:{(study_dir / 'study.journal').resolve()}"
+    grid_size = None
+    if options.sampler == "grid":
+        grid_size = math.prod(len(v) for v in grid_space(params).values())
+    deadline = time.time() + options.timeout if options.timeout else None
+    cores = available_cores()
+    job = Job(
+        config=base,
+        space=space,
+        study=name,
+        storage=storage,
+        study_dir=str(study_dir.resolve()),
+        objectives=objectives,
+        directions=directions,
+        sampler=options.sampler,
+        pruner=options.pruner,
+        trials=options.trials,
+        deadline=deadline,
+        seed=config.seed,
+        workers=options.workers,
+        threads=config.train.threads or max(1, cores // options.workers),
+        quiet=options.quiet,
+        grid_size=grid_size,
+    )
+    return job, study_dir
+
+
+def _prepare_folder(study_dir: Path, config: Config) -> None:
+    """A new study folder gets the base config; an existing one must hold the same."""
+    saved = study_dir / "config.yaml"
+    if saved.exists():
+        before = config_to_dict(load_config(saved))
+        now = config_to_dict(config)
+        differ = sorted(
+            k
+            for k in set(before) | set(now)
+            if k not in ("search", "name") and before.get(k) != now.get(k)
+        )
+        if differ:
+            raise ConfigError(
+                f"study folder {study_dir} holds a study of a different config (sections "
+                f"{', '.join(differ)} differ from its config.yaml); use another --study name "
+                "or --out folder"
+            )
+        return
+    if study_dir.exists() and any(study_dir.iterdir()):
+        raise ConfigError(
+            f"{study_dir} exists and is not a study folder (no config.yaml); choose another "
+            "--study name or --out"
+        )
+    study_dir.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(saved, config_to_yaml(config))
+
+
+def tune(
+    config: str | Path | Mapping[str, Any] | Config,
+    overrides: Sequence[str] | Mapping[str, Any] | None = None,
+    options: TuneOptions | None = None,
+    **kwargs: Any,
+) -> StudyResult:
+    """Search hyperparameters of ``config``; returns the study's result (also in
+    ``<study folder>/summary.json``). Keyword arguments are :class:`TuneOptions` fields."""
+    options = options or TuneOptions(**kwargs)
+    _check_options(options)
+    base = load_config(config, overrides)
+    job, study_dir = plan_study(base, options)
+    _prepare_folder(study_dir, base)
+    started = time.time()
+    interrupted = False
+    try:
+        if options.workers == 1:
+            run_worker(job)
+        else:
+            _run_workers(job, study_dir, options.workers)
+    except KeyboardInterrupt:
+        interrupted = True
+    result = write_outputs(job, study_dir, time.time() - started)
+    if options.retrain_best and not interrupted and result.best_config is not None:
+        retrain = retrain_best(result.best_config, options.retrain_best, study_dir)
+        summary = json.loads((study_dir / "summary.json").read_text())
+        summary["retrain"] = retrain
+        write_json_atomic(study_dir / "summary.json", summary)
+        result.retrain = retrain
+    if interrupted:
+        raise KeyboardInterrupt
+    return result
+
+
+def _run_workers(job: Job, study_dir: Path, workers: int) -> None:
+    """N worker processes (not threads: the GIL and torch's thread pool), each with cores/N
+    torch threads; their progress lines pass through."""
+    jobs_dir = study_dir / ".jobs"
+    jobs_dir.mkdir(exist_ok=True)
+    procs = []
+    for index in range(workers):
+        job.worker = index
+        path = jobs_dir / f"worker{index}.json"
+        path.write_text(job.to_json())
+        procs.append(subprocess.Popen([sys.executable, "-m", "nntune.search.worker", str(path)]))
+    try:
+        codes = [proc.wait() for proc in procs]
+    except KeyboardInterrupt:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGINT)
+        for proc in procs:
+            proc.wait()
+        raise
+    failed = [c for c in codes if c not in (0, 130)]
+    if failed:
+        raise NntuneError(f"{len(failed)} of {workers} worker processes failed (exit {failed})")
+
+
+# --- outputs ------------------------------------------------------------------------------------
+
+
+def _best_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
+    try:
+        return list(study.best_trials)
+    except ValueError:
+        return []
+
+
+def write_outputs(job: Job, study_dir: Path, seconds: float) -> StudyResult:
+    """best.yaml, trials.csv, summary.json and study.html from the study's current state."""
+    storage = make_storage(job.storage)
+    study = optuna.load_study(study_name=job.study, storage=storage)
+    sweep(study)
+    params = parse_space(job.space)
+    trials = study.get_trials(deepcopy=False)
+    counts = {state: sum(t.state == state for t in trials) for state in STATES}
+    multi = len(job.objectives) > 1
+    best = _best_trials(study)
+    # one objective: the best trial; several: the first of the Pareto front
+    best_trial = (study.best_trial if not multi else best[0]) if best else None
+    best_config = None
+    best_params: dict[str, Any] = {}
+    if best_trial is not None:
+        best_params = decode_params(params, best_trial.params)
+        run_dir = best_trial.user_attrs.get("run_dir")
+        source = Path(run_dir) / "config.yaml" if run_dir else None
+        best_config = study_dir / "best.yaml"
+        if source is not None and source.exists():
+            resolved = load_config(source)
+            resolved.name = f"{job.study}-best"
+            write_text_atomic(best_config, config_to_yaml(resolved))
+        else:
+            config = trial_config(job.config, best_params, f"{job.study}-best")
+            write_text_atomic(best_config, config_to_yaml(config))
+    frame = study.trials_dataframe()
+    frame.to_csv(study_dir / "trials.csv", index=False)
+    importances = _importances(study, multi)
+    summary: dict[str, Any] = {
+        "study": job.study,
+        "storage": job.storage if not job.storage.startswith("journal:") else "journal file",
+        "metric": job.objectives[0] if not multi else None,
+        "objectives": job.objectives,
+        "directions": job.directions,
+        "sampler": job.sampler,
+        "pruner": job.pruner if not multi else "none",
+        "best_value": best_trial.values[0] if best_trial is not None and not multi else None,
+        "best_params": best_params,
+        "best_trial": best_trial.number if best_trial is not None else None,
+        "best_config": str(best_config) if best_config else None,
+        "n_trials": len(trials),
+        "n_complete": counts[STATES.COMPLETE],
+        "n_pruned": counts[STATES.PRUNED],
+        "n_failed": counts[STATES.FAIL],
+        "seconds": round(seconds, 2),
+        "importances": importances,
+    }
+    if multi:
+        summary["pareto_front"] = [
+            {
+                "trial": t.number,
+                "values": dict(zip(job.objectives, t.values, strict=True)),
+                "params": decode_params(params, t.params),
+            }
+            for t in best
+        ]
+    failures = [
+        {"trial": t.number, "reason": t.user_attrs.get("fail_reason", "unknown")}
+        for t in trials
+        if t.state == STATES.FAIL
+    ]
+    if failures:
+        summary["failures"] = failures
+    write_json_atomic(study_dir / "summary.json", summary)
+    write_study_html(study, study_dir / "study.html", job)
+    return StudyResult(
+        study=job.study,
+        best_value=summary["best_value"],
+        best_params=best_params,
+        best_config=best_config,
+        n_complete=summary["n_complete"],
+        n_pruned=summary["n_pruned"],
+        n_failed=summary["n_failed"],
+        seconds=summary["seconds"],
+        importances=importances,
+        study_dir=study_dir,
+        summary=summary,
+    )
+
+
+def _importances(study: optuna.Study, multi: bool) -> dict[str, float]:
+    """Importances by Optuna's default evaluator over the complete trials (shares summing to
+    1); empty when there are too few trials or parameters to tell."""
+    complete = study.get_trials(deepcopy=False, states=(STATES.COMPLETE,))
+    if len(complete) < 2:
+        return {}
+    try:
+        target = (lambda t: t.values[0]) if multi else None
+        with warnings.catch_warnings():  # "few trials per regime": the numbers say so anyway
+            warnings.simplefilter("ignore")
+            found = optuna.importance.get_param_importances(study, target=target)
+    except (ValueError, RuntimeError, ZeroDivisionError):
+        return {}
+    return {k: round(float(v), 4) for k, v in found.items()}
+
+
+def write_study_html(study: optuna.Study, path: Path, job: Job) -> None:
+    """Optuna's plots in one self-contained page (plotly.js inlined: it opens offline)."""
+    import html
+
+    from optuna import visualization as vis
+
+    complete = study.get_trials(deepcopy=False, states=(STATES.COMPLETE,))
+    multi = len(job.objectives) > 1
+    figures: list[tuple[str, Any]] = []
+    plots: list[tuple[str, Any]] = []
+    if multi:
+        plots.append(
+            ("Pareto front", lambda: vis.plot_pareto_front(study, target_names=job.objectives))
+        )
+    else:
+        plots += [
+            ("Optimization history", lambda: vis.plot_optimization_history(study)),
+            ("Intermediate values (pruning)", lambda: vis.plot_intermediate_values(study)),
+        ]
+    target = (lambda t: t.values[0]) if multi else None
+    name = job.objectives[0]
+    plots += [
+        (
+            "Parameter importances",
+            lambda: vis.plot_param_importances(study, target=target, target_name=name),
+        ),
+        (
+            "Parallel coordinates",
+            lambda: vis.plot_parallel_coordinate(study, target=target, target_name=name),
+        ),
+        ("Contour", lambda: vis.plot_contour(study, target=target, target_name=name)),
+    ]
+    for title, make in plots:
+        if len(complete) < 2 and title != "Optimization history":
+            continue
+        try:
+            figures.append((title, make()))
+        except (ValueError, RuntimeError, ZeroDivisionError, KeyError):
+            continue  # a plot that needs more trials or parameters than the study has
+    parts = [
+        "<!doctype html><html><head><meta charset='utf-8'>",
+        f"<title>nntune study {html.escape(job.study)}</title>",
+        "<style>body{font-family:system-ui,sans-serif;margin:2em;max-width:1100px}</style>",
+        "</head><body>",
+        f"<h1>Study {html.escape(job.study)}</h1>",
+        f"<p>{len(study.trials)} trials; objectives: {html.escape(', '.join(job.objectives))} "
+        f"({html.escape(', '.join(job.directions))}); sampler {job.sampler}, pruner "
+        f"{job.pruner}.</p>",
+    ]
+    first = True
+    for title, figure in figures:
+        parts.append(f"<h2>{html.escape(title)}</h2>")
+        parts.append(figure.to_html(full_html=False, include_plotlyjs=first))
+        first = False
+    if not figures:
+        parts.append("<p>No trial has finished yet.</p>")
+    parts.append("</body></html>")
+    write_text_atomic(path, "\n".join(parts))
+
+
+def retrain_best(best_config: Path, seeds: int, study_dir: Path) -> dict[str, Any]:
+    """Train best.yaml with seeds 0..K-1 (the search's best validation value is biased upward;
+    fresh seeds and the test split give the honest number)."""
+    import nntune
+
+    folder = study_dir / "retrain" / time.strftime("%Y%m%d-%H%M%S")
+    values: dict[str, list[float]] = {}
+    for seed in range(seeds):
+        result = nntune.train(
+            best_config, {"seed": seed}, out=folder / f"seed{seed}", progress=False
+        )
+        for metric, value in result.summary.get("test", {}).items():
+            values.setdefault(f"test_{metric}", []).append(float(value))
+    return {
+        metric: {
+            "mean": statistics.mean(vals),
+            "std": statistics.stdev(vals) if len(vals) > 1 else 0.0,
+            "values": vals,
+        }
+        for metric, vals in values.items()
+    }
