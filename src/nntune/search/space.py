@@ -65,7 +65,8 @@ class Param:
             points = [low + i * (high - low) / (n - 1) for i in range(n)]
         if self.kind in ("int", "logint"):
             return sorted({round(p) for p in points})
-        return points
+        # 12 significant digits, inside the bounds (exp/log round-off must not leave them)
+        return [min(high, max(low, float(f"{p:.12g}"))) for p in points]
 
 
 def _encode(choice: Any) -> Any:
@@ -136,7 +137,7 @@ def _parse_when(when: Any, where: str) -> dict[str, tuple[Any, ...]]:
     return {k: tuple(v) if isinstance(v, list) else (v,) for k, v in when.items()}
 
 
-def _component_of(key: str) -> tuple[str, str] | None:
+def component_of(key: str) -> tuple[str, str] | None:
     """('optimizer', 'momentum') for 'optimizer.momentum' when optimizer is a component field."""
     for component in sorted(COMPONENT_FIELDS, key=len, reverse=True):
         if component.endswith("[]"):
@@ -144,6 +145,16 @@ def _component_of(key: str) -> tuple[str, str] | None:
         if key.startswith(component + ".") and key.count(".") == component.count(".") + 1:
             return component, key[len(component) + 1 :]
     return None
+
+
+def candidate_names(params: list[Param], component: str, base_name: str) -> set[str]:
+    """The component names a study may use for ``component``: the base config's and every
+    choice of a ``<component>.name`` or ``<component>`` parameter."""
+    names = {base_name}
+    for param in params:
+        if param.key in (component, f"{component}.name"):
+            names |= {n for n in map(_chosen_name, param.choices) if n is not None}
+    return names
 
 
 def _chosen_name(value: Any) -> str | None:
@@ -197,7 +208,7 @@ def _applies(param: Param, chosen: Mapping[str, Any], base: Config, options_of: 
         name = _chosen_name(value) if not isinstance(value, (int, float, bool)) else None
         if value not in allowed and name not in allowed:
             return False
-    located = _component_of(param.key)
+    located = component_of(param.key)
     if located is None:
         return True
     component, option = located

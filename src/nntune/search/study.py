@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import inspect
 import json
 import math
 import os
@@ -42,9 +43,6 @@ RUN_OBJECTIVES = {"parameters": "minimize", "seconds": "minimize"}
 HEARTBEAT_SECONDS = 10.0
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
-# TPE's group option (conditional spaces) is marked experimental; it is what makes per-choice
-# options work, and its warning on every run says nothing a user can act on
-warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 
 
 @dataclass
@@ -80,18 +78,38 @@ class Job:
 # --- Optuna objects from names -----------------------------------------------------------------
 
 
+def database_url(url: str) -> str:
+    """``postgresql://`` with the driver nntune installs (psycopg2): SQLAlchemy 2.1 reads a bare
+    ``postgresql://`` as psycopg 3."""
+    if url.startswith("postgresql://"):
+        return "postgresql+psycopg2://" + url.removeprefix("postgresql://")
+    return url
+
+
 def make_storage(url: str) -> optuna.storages.BaseStorage:
     if url.startswith("journal:"):
         from optuna.storages.journal import JournalFileBackend
 
         return optuna.storages.JournalStorage(JournalFileBackend(url.removeprefix("journal:")))
     try:
-        return optuna.storages.RDBStorage(
-            url,
-            heartbeat_interval=int(HEARTBEAT_SECONDS),
-            grace_period=int(3 * HEARTBEAT_SECONDS),
-            failed_trial_callback=optuna.storages.RetryFailedTrialCallback(max_retry=3),
-        )
+        with warnings.catch_warnings():
+            # heartbeats and the retry callback are marked experimental/deprecated in Optuna 5
+            # but are its only mechanism for trials of dead workers on other machines
+            warnings.simplefilter("ignore")
+            retry = optuna.storages.RetryFailedTrialCallback(max_retry=3)
+            # Optuna 4.9 renamed failed_trial_callback to heartbeat_stale_trial_callback
+            parameters = inspect.signature(optuna.storages.RDBStorage).parameters
+            callback = (
+                "heartbeat_stale_trial_callback"
+                if "heartbeat_stale_trial_callback" in parameters
+                else "failed_trial_callback"
+            )
+            return optuna.storages.RDBStorage(
+                database_url(url),
+                heartbeat_interval=int(HEARTBEAT_SECONDS),
+                grace_period=int(3 * HEARTBEAT_SECONDS),
+                **{callback: retry},
+            )
     except (ImportError, ModuleNotFoundError) as err:
         raise ConfigError(
             f"--storage {url}: the database driver is missing ({err}); for PostgreSQL: "
@@ -101,16 +119,28 @@ def make_storage(url: str) -> optuna.storages.BaseStorage:
         raise ConfigError(f"--storage {url}: cannot open the study storage: {err}") from None
 
 
+class _GridSampler(optuna.samplers.GridSampler):
+    """Optuna's grid sampler without its ``study.stop()`` when the grid is done: that works only
+    inside ``study.optimize``; the worker stops at the grid's size itself."""
+
+    def after_trial(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+
 def make_sampler(name: str, params: list[Param], seed: int, workers: int, multi: bool) -> Any:
     samplers = optuna.samplers
     if name == "tpe":
-        return samplers.TPESampler(
-            multivariate=True, group=True, seed=seed, constant_liar=workers > 1
-        )
+        with warnings.catch_warnings():
+            # group=True (conditional spaces) is marked experimental; it is what makes
+            # per-choice options work, and a warning on every run says nothing to act on
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return samplers.TPESampler(
+                multivariate=True, group=True, seed=seed, constant_liar=workers > 1
+            )
     if name == "random":
         return samplers.RandomSampler(seed=seed)
     if name == "grid":
-        return samplers.GridSampler(grid_space(params), seed=seed)
+        return _GridSampler(grid_space(params), seed=seed)
     if name == "gp":
         return samplers.GPSampler(seed=seed, warn_independent_sampling=False)
     if name == "cmaes":
@@ -163,17 +193,20 @@ def study_lock(study_dir: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-COUNTED = (
-    optuna.trial.TrialState.COMPLETE,
-    optuna.trial.TrialState.PRUNED,
-    optuna.trial.TrialState.RUNNING,
-)
-
-
 def counted_trials(study: optuna.Study) -> int:
-    """Trials that count towards ``--trials``: finished (complete, pruned) or running. Failed
-    trials do not count: a failure is retried or replaced."""
-    return len(study.get_trials(deepcopy=False, states=COUNTED))
+    """Trials that count towards ``--trials``: every trial of the study except those waiting to
+    run and failed ones that were re-queued (a retry replaces its failed trial)."""
+    trials = study.get_trials(deepcopy=False)
+    replaced = set()
+    for trial in trials:
+        # retries by nntune's sweep (journal file) or by Optuna's RetryFailedTrialCallback
+        # (databases; it records the original in the "failed_trial" system attribute)
+        original = trial.user_attrs.get("retry_of", trial.system_attrs.get("failed_trial"))
+        if original is not None:
+            replaced.add(original)
+    return sum(
+        t.state != optuna.trial.TrialState.WAITING and t.number not in replaced for t in trials
+    )
 
 
 def _alive(pid: int) -> bool:
@@ -311,6 +344,7 @@ def run_trial(
     except NntuneError as err:
         return TrialOutcome(optuna.trial.TrialState.FAIL, attrs={"fail_reason": str(err)})
     out = Path(job.study_dir) / "trials" / f"{trial.number:04d}"
+    trial.set_user_attr("run_dir", str(out))
     single = len(job.objectives) == 1
     metric = job.objectives[0] if single else None
     reporter = TrialReporter(trial, metric, pruning=single, deadline=job.deadline)
@@ -342,7 +376,9 @@ def heartbeat(study: optuna.Study, trial: optuna.Trial) -> Any:
     the grace period passes; a no-op for the journal file (see :func:`sweep_stale_trials`)."""
     from optuna.storages._heartbeat import get_heartbeat_thread
 
-    return get_heartbeat_thread(trial._trial_id, study._storage)
+    with warnings.catch_warnings():  # "supposed to be used with Study.optimize": see above
+        warnings.simplefilter("ignore")
+        return get_heartbeat_thread(trial._trial_id, study._storage)
 
 
 def sweep(study: optuna.Study) -> None:
@@ -351,7 +387,9 @@ def sweep(study: optuna.Study) -> None:
     from optuna.storages._heartbeat import is_heartbeat_enabled
 
     if is_heartbeat_enabled(study._storage):
-        optuna.storages.fail_stale_trials(study)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # experimental in Optuna 5: see make_storage
+            optuna.storages.fail_stale_trials(study)
     else:
         sweep_stale_trials(study)
 

@@ -30,7 +30,14 @@ import optuna
 from nntune.config import Config, config_to_dict, config_to_yaml, load_config
 from nntune.errors import ConfigError, NntuneError
 from nntune.records import StudyResult
-from nntune.search.space import decode_params, default_space, grid_space, parse_space
+from nntune.search.space import (
+    candidate_names,
+    component_of,
+    decode_params,
+    default_space,
+    grid_space,
+    parse_space,
+)
 from nntune.search.study import (
     PRUNERS,
     RUN_OBJECTIVES,
@@ -38,6 +45,8 @@ from nntune.search.study import (
     Job,
     directions_for,
     make_storage,
+    open_study,
+    options_of,
     run_worker,
     sweep,
     trial_config,
@@ -106,9 +115,21 @@ def plan_study(config: Config, options: TuneOptions) -> tuple[Job, Path]:
     directions = directions_for(objectives, config.search.direction)
     base = config_to_dict(config)
     for param in params:  # every searched key must name a config field
+        located = component_of(param.key)
+        if located is not None and located[1] != "name":
+            # an option of a component: some component the study may pick must take it
+            component, option = located
+            current = _component_name(base, component)
+            names = candidate_names(params, component, current)
+            if not any(option in (options_of(component, n) or set()) for n in names):
+                raise ConfigError(
+                    f"search.space.{param.key}: no {component} this study can pick "
+                    f"({', '.join(sorted(names))}) takes the option '{option}'"
+                )
+            continue
         first = param.grid_values()[0] if param.kind != "choice" else param.choices[0]
         try:
-            trial_config(base, {param.key: first}, "check")
+            check_components(trial_config(base, {param.key: first}, "check"))
         except NntuneError as err:
             raise ConfigError(f"search.space.{param.key}: {err}") from None
     name = options.study or config.name or "study"
@@ -138,6 +159,15 @@ def plan_study(config: Config, options: TuneOptions) -> tuple[Job, Path]:
         grid_size=grid_size,
     )
     return job, study_dir
+
+
+def _component_name(raw: dict[str, Any], component: str) -> str:
+    node: Any = raw
+    for part in component.split("."):
+        node = node.get(part) if isinstance(node, dict) else None
+    if isinstance(node, dict):
+        return str(node.get("name"))
+    return str(node)
 
 
 def _prepare_folder(study_dir: Path, config: Config) -> None:
@@ -180,6 +210,9 @@ def tune(
     base = load_config(config, overrides)
     job, study_dir = plan_study(base, options)
     _prepare_folder(study_dir, base)
+    # the parent creates the study (and a database's tables) before any worker starts: workers
+    # racing to create the schema collide on PostgreSQL
+    open_study(job, parse_space(job.space))
     started = time.time()
     interrupted = False
     try:

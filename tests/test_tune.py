@@ -1,0 +1,324 @@
+"""``nntune tune``: real Optuna studies on tiny data, real worker processes, real kills."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pytest
+
+import nntune
+from nntune.config import load_config
+from nntune.errors import ConfigError
+from nntune.search import tune
+from nntune.search.study import make_storage
+from tests.helpers import nntune as run_nntune
+from tests.helpers import nntune_in_process, write_config
+
+SPACE = {
+    "optimizer.lr": {"loguniform": [1.0e-3, 1.0e-1], "steps": 2},
+    "optimizer.name": {"choice": ["adam", "momentum"]},
+}
+
+
+def tiny_study_config(tiny: dict, **search: Any) -> dict:
+    config = copy.deepcopy(tiny)
+    config["name"] = "tiny"
+    config["train"]["epochs"] = 4
+    config["search"] = {"metric": "val_accuracy", "space": copy.deepcopy(SPACE), **search}
+    return config
+
+
+def load(study_dir: Path, name: str = "tiny") -> optuna.Study:
+    storage = make_storage(f"journal:{study_dir.resolve() / 'study.journal'}")
+    return optuna.load_study(study_name=name, storage=storage)
+
+
+def states(study: optuna.Study) -> list[str]:
+    return [t.state.name for t in study.trials]
+
+
+@pytest.mark.parametrize("sampler", ["tpe", "random", "grid", "gp", "cmaes"])
+def test_every_sampler_runs_a_study_end_to_end(in_tmp: Path, tiny: dict, sampler: str) -> None:
+    result = tune(tiny_study_config(tiny), trials=4, sampler=sampler, pruner="none", quiet=True)
+    study_dir = Path("runs/tiny")
+    assert result.study_dir == study_dir
+    assert result.n_complete == 4 and result.n_pruned == 0 and result.n_failed == 0
+    summary = json.loads((study_dir / "summary.json").read_text())
+    assert summary["sampler"] == sampler
+    assert 0.5 < summary["best_value"] <= 1.0
+    assert set(summary["best_params"]) <= set(SPACE)
+    lines = (study_dir / "trials.csv").read_text().strip().splitlines()
+    assert len(lines) == 5  # header + 4 trials
+    assert len(list((study_dir / "trials").iterdir())) == 4
+    # best.yaml is the best trial's resolved config and trains as is
+    best = load_config(study_dir / "best.yaml")
+    assert best.optimizer.name == summary["best_params"].get("optimizer.name", best.optimizer.name)
+    html = (study_dir / "study.html").read_text()
+    assert "Optimization history" in html and "plotly" in html.lower()
+
+
+@pytest.mark.parametrize("pruner", ["asha", "hyperband", "median", "none"])
+def test_every_pruner_runs_and_pruned_trials_are_recorded_as_pruned(
+    in_tmp: Path, tiny: dict, pruner: str
+) -> None:
+    config = tiny_study_config(tiny)
+    config["train"]["epochs"] = 6
+    config["search"]["space"]["optimizer.lr"] = {"loguniform": [1.0e-5, 1.0e-1]}
+    result = tune(config, trials=10, sampler="random", pruner=pruner, quiet=True)
+    study = load(Path("runs/tiny"))
+    assert len(study.trials) == 10
+    assert result.n_complete + result.n_pruned == 10
+    for trial in study.trials:
+        epochs = len(Path(trial.user_attrs["run_dir"], "metrics.jsonl").read_text().splitlines())
+        if trial.state == optuna.trial.TrialState.PRUNED:
+            assert epochs < 6 and trial.user_attrs["pruned_by"] == "pruner"
+        else:
+            assert trial.state == optuna.trial.TrialState.COMPLETE and epochs == 6
+            assert sorted(trial.intermediate_values) == list(range(1, 7))
+    if pruner == "none":
+        assert result.n_pruned == 0
+    if pruner == "asha":
+        assert result.n_pruned > 0  # lr down to 1e-5 on 6 epochs: ASHA cuts the slow ones
+
+
+def test_grid_covers_its_grid_and_stops(in_tmp: Path, tiny: dict) -> None:
+    result = tune(tiny_study_config(tiny), trials=50, sampler="grid", pruner="none", quiet=True)
+    study = load(Path("runs/tiny"))
+    assert result.n_complete == 4
+    seen = {(t.params["optimizer.name"], round(t.params["optimizer.lr"], 6)) for t in study.trials}
+    assert seen == {(n, lr) for n in ("adam", "momentum") for lr in (0.001, 0.1)}
+
+
+def test_options_are_sampled_only_for_components_that_take_them(in_tmp: Path, tiny: dict) -> None:
+    config = tiny_study_config(tiny)
+    config["search"]["space"]["optimizer.momentum"] = {"uniform": [0.5, 0.95]}
+    config["search"]["space"]["optimizer.name"] = {"choice": ["adam", "momentum", "sgd"]}
+    tune(config, trials=8, sampler="random", pruner="none", quiet=True)
+    study = load(Path("runs/tiny"))
+    names = {t.params["optimizer.name"] for t in study.trials}
+    assert "adam" in names and names - {"adam"}
+    for trial in study.trials:
+        assert trial.state == optuna.trial.TrialState.COMPLETE
+        has_momentum = "optimizer.momentum" in trial.params
+        assert has_momentum == (trial.params["optimizer.name"] != "adam")
+        saved = load_config(Path(trial.user_attrs["run_dir"]) / "config.yaml")
+        if has_momentum:
+            assert saved.optimizer.options["momentum"] == pytest.approx(
+                trial.params["optimizer.momentum"]
+            )
+
+
+def test_a_whole_component_with_its_own_options_can_be_a_choice(in_tmp: Path, tiny: dict) -> None:
+    config = tiny_study_config(tiny)
+    config["search"]["space"] = {
+        "schedule": {"choice": ["constant", {"name": "step", "step_size": 1, "gamma": 0.5}]},
+    }
+    tune(config, trials=6, sampler="grid", pruner="none", quiet=True)
+    study = load(Path("runs/tiny"))
+    saved = [load_config(Path(t.user_attrs["run_dir"]) / "config.yaml") for t in study.trials]
+    assert {c.schedule.name for c in saved} == {"constant", "step"}
+    step = next(c for c in saved if c.schedule.name == "step")
+    assert step.schedule.options["gamma"] == 0.5
+
+
+def test_a_resumed_study_continues_its_count(in_tmp: Path, tiny: dict) -> None:
+    config = tiny_study_config(tiny)
+    tune(config, trials=3, sampler="random", pruner="none", quiet=True)
+    result = tune(config, trials=5, sampler="random", pruner="none", quiet=True)
+    study = load(Path("runs/tiny"))
+    assert [t.number for t in study.trials] == [0, 1, 2, 3, 4]
+    assert result.n_complete == 5
+    # a different base config may not join the study
+    config["model"]["hidden"] = [8]
+    with pytest.raises(ConfigError, match="different config"):
+        tune(config, trials=6, quiet=True)
+
+
+def test_a_failing_trial_is_recorded_with_its_reason_and_the_study_goes_on(
+    in_tmp: Path, tiny: dict
+) -> None:
+    config = tiny_study_config(tiny)
+    config["search"]["space"] = {"schedule.warmup": {"choice": [0, 100000]}}
+    result = tune(config, trials=2, sampler="grid", pruner="none", quiet=True)
+    assert (result.n_complete, result.n_failed) == (1, 1)
+    summary = result.summary
+    assert "warmup" in summary["failures"][0]["reason"]
+    assert summary["best_params"] == {"schedule.warmup": 0}
+
+
+def test_the_timeout_stops_running_trials_and_records_them_pruned(in_tmp: Path, tiny: dict) -> None:
+    config = tiny_study_config(tiny)
+    config["train"]["epochs"] = 100000
+    started = time.time()
+    result = tune(config, timeout=3, sampler="random", pruner="none", quiet=True)
+    elapsed = time.time() - started
+    assert elapsed < 3 + 10  # data preparation, the last epoch's validation, the outputs
+    assert result.n_pruned == 1 and result.n_complete == 0
+    trial = load(Path("runs/tiny")).trials[0]
+    assert trial.user_attrs["pruned_by"] == "deadline"
+
+
+def test_multi_objective_study_gives_a_pareto_front(in_tmp: Path, tiny: dict) -> None:
+    config = tiny_study_config(tiny, objectives=["val_accuracy", "parameters"])
+    config["search"]["space"] = {"model.hidden": {"choice": [[4], [16, 16], [64, 64]]}}
+    result = tune(config, trials=3, sampler="grid", quiet=True)
+    front = result.summary["pareto_front"]
+    assert front and all(set(p["values"]) == {"val_accuracy", "parameters"} for p in front)
+    assert result.summary["directions"] == ["maximize", "minimize"]
+    assert "Pareto front" in Path("runs/tiny/study.html").read_text()
+
+
+def test_default_space_when_the_config_has_none(in_tmp: Path, tiny: dict) -> None:
+    config = copy.deepcopy(tiny)
+    config["name"] = "tiny"
+    config["train"]["epochs"] = 3
+    result = tune(config, trials=3, sampler="random", pruner="none", quiet=True)
+    study = load(Path("runs/tiny"))
+    keys = set().union(*(t.params for t in study.trials))
+    assert {"optimizer.lr", "optimizer.name", "train.batch_size", "model.hidden"} <= keys
+    assert result.n_failed == 0
+
+
+def test_retrain_best_reports_test_mean_and_std(in_tmp: Path, tiny: dict) -> None:
+    result = tune(tiny_study_config(tiny), trials=2, pruner="none", retrain_best=2, quiet=True)
+    assert result.retrain is not None
+    stats = result.retrain["test_accuracy"]
+    assert len(stats["values"]) == 2 and 0.5 < stats["mean"] <= 1.0
+    saved = json.loads(Path("runs/tiny/summary.json").read_text())
+    assert saved["retrain"]["test_accuracy"]["mean"] == stats["mean"]
+
+
+def test_two_worker_processes_share_one_journal_study(in_tmp: Path, tiny: dict) -> None:
+    write_config(in_tmp / "cfg.yaml", tiny_study_config(tiny))
+    done = run_nntune(
+        "tune", "cfg.yaml", "--trials", "8", "--workers", "2", "--pruner", "none", "--json",
+        cwd=in_tmp,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout)
+    assert summary["n_complete"] == 8 and summary["n_failed"] == 0
+    study = load(in_tmp / "runs" / "tiny")
+    assert sorted(t.number for t in study.trials) == list(range(8))  # none lost or duplicated
+    assert len({t.user_attrs["pid"] for t in study.trials}) == 2
+
+
+def _wait_for_running_trial(study_dir: Path, proc: subprocess.Popen, limit: float = 60) -> None:
+    deadline = time.time() + limit
+    while time.time() < deadline:
+        assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+        if (study_dir / "study.journal").exists():
+            running = [t for t in load(study_dir).trials if t.state.name == "RUNNING"]
+            if running and Path(running[0].user_attrs.get("run_dir", "/none")).exists():
+                return
+        time.sleep(0.2)
+    raise AssertionError("no trial started")
+
+
+def _start(args: list[str], cwd: Path) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "nntune", *args],
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+
+
+def test_a_killed_workers_trial_is_requeued_and_the_study_completes(
+    in_tmp: Path, tiny: dict
+) -> None:
+    config = tiny_study_config(tiny)
+    config["train"]["epochs"] = 150  # a few seconds per trial: time to kill it mid-way
+    write_config(in_tmp / "cfg.yaml", config)
+    args = ["tune", "cfg.yaml", "--trials", "2", "--pruner", "none", "--quiet"]
+    proc = _start(args, in_tmp)
+    study_dir = in_tmp / "runs" / "tiny"
+    _wait_for_running_trial(study_dir, proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    killed = load(study_dir).trials[0]
+    assert killed.state.name == "RUNNING"  # nothing could record the kill
+    done = run_nntune(*args, "--json", cwd=in_tmp)
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout)
+    assert summary["n_complete"] == 2 and summary["n_failed"] == 1
+    trials = load(study_dir).trials
+    assert trials[0].state.name == "FAIL"
+    assert trials[0].user_attrs["fail_reason"] == "worker process died"
+    retry = [t for t in trials if t.user_attrs.get("retry_of") == 0]
+    assert len(retry) == 1 and retry[0].params == killed.params
+    assert retry[0].state.name == "COMPLETE"
+
+
+def test_ctrl_c_stops_cleanly_keeping_finished_trials(in_tmp: Path, tiny: dict) -> None:
+    config = tiny_study_config(tiny)
+    config["train"]["epochs"] = 150
+    write_config(in_tmp / "cfg.yaml", config)
+    proc = _start(["tune", "cfg.yaml", "--trials", "5", "--pruner", "none"], in_tmp)
+    study_dir = in_tmp / "runs" / "tiny"
+    deadline = time.time() + 120
+    while time.time() < deadline:  # interrupt the second trial
+        assert proc.poll() is None
+        if (study_dir / "study.journal").exists():
+            trials = load(study_dir).trials
+            if len(trials) == 2 and trials[1].state.name == "RUNNING":
+                break
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    summary = json.loads((study_dir / "summary.json").read_text())
+    assert summary["n_complete"] == 1
+    trials = load(study_dir).trials
+    assert [t.state.name for t in trials] == ["COMPLETE", "FAIL"]
+    assert trials[1].user_attrs["fail_reason"] == "interrupted (Ctrl-C)"
+
+
+@pytest.mark.parametrize(
+    ("args", "config_change", "words"),
+    [
+        (["--sampler", "bayes"], {}, ["--sampler", "tpe"]),
+        (["--pruner", "early"], {}, ["--pruner", "asha"]),
+        (["--storage", "mysql://x/y"], {}, ["--storage", "postgresql"]),
+        (["--trials", "0"], {}, ["--trials"]),
+        ([], {"search": {"metric": "val_f2"}}, ["search.metric", "val_f2", "val_accuracy"]),
+        ([], {"search": {"space": {"optimizer.lrr": {"uniform": [0.1, 0.2]}}}}, ["optimizer.lrr"]),
+        ([], {"search": {"space": {"optimizer.lr": {"loguniform": [0, 1]}}}}, ["low > 0"]),
+        ([], {"search": {"space": {"model.dropout": {"uniform": [0.5, 0.1]}}}}, ["low < high"]),
+        ([], {"search": {"space": {"x": {"choice": [1], "step": 2}}}}, ["unknown", "step"]),
+        ([], {"search": {"objectives": ["val_loss"]}}, ["objectives"]),
+    ],
+)
+def test_bad_tune_input_exits_2_naming_the_problem(
+    in_tmp: Path, tiny: dict, capsys: Any, args: list[str], config_change: dict, words: list[str]
+) -> None:
+    config = tiny_study_config(tiny)
+    config.update(config_change)
+    write_config(in_tmp / "cfg.yaml", config)
+    done = nntune_in_process(capsys, "tune", "cfg.yaml", "--trials", "2", *args, cwd=in_tmp)
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr
+    for word in words:
+        assert word in done.stderr
+    assert not (in_tmp / "runs").exists()
+
+
+def test_cli_prints_the_study_and_best_config_trains(in_tmp: Path, tiny: dict, capsys: Any) -> None:
+    write_config(in_tmp / "cfg.yaml", tiny_study_config(tiny))
+    done = nntune_in_process(capsys, "tune", "cfg.yaml", "--trials", "3", cwd=in_tmp)
+    assert done.returncode == 0, done.stderr
+    assert "best     val_accuracy" in done.stdout
+    assert "trial    0" in done.stderr  # one line per finished trial, on stderr
+    result = nntune.train(in_tmp / "runs" / "tiny" / "best.yaml", out=in_tmp / "again")
+    assert result.summary["status"] == "completed"
