@@ -104,11 +104,12 @@ def make_storage(url: str) -> optuna.storages.BaseStorage:
                 if "heartbeat_stale_trial_callback" in parameters
                 else "failed_trial_callback"
             )
+            options: dict[str, Any] = {callback: retry}
             return optuna.storages.RDBStorage(
                 database_url(url),
                 heartbeat_interval=int(HEARTBEAT_SECONDS),
                 grace_period=int(3 * HEARTBEAT_SECONDS),
-                **{callback: retry},
+                **options,
             )
     except (ImportError, ModuleNotFoundError) as err:
         raise ConfigError(
