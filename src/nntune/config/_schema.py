@@ -172,6 +172,10 @@ class TrainConfig(Section):
     precision: Literal["fp32", "bf16", "fp16"] = Field(
         "fp32", description="autocast dtype of forward passes (fp16: CUDA only)"
     )
+    doctor: bool = Field(
+        False, description="probe the run and report problems (as nntune doctor) in the summary"
+    )
+    probe_every: int = Field(10, ge=1, description="the doctor's probe samples every N steps")
 
     @field_validator("random_batch_size")
     @classmethod

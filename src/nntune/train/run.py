@@ -45,6 +45,7 @@ from nntune.train.callbacks import (
     NanGuard,
     ProgressBar,
 )
+from nntune.train.callbacks.doctor import DoctorProbe
 from nntune.train.checkpoint import load_checkpoint, write_json_atomic, write_text_atomic
 from nntune.train.engine import Engine, EngineSettings, horizon
 from nntune.train.evaluate import evaluate
@@ -66,6 +67,45 @@ def available_cores() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         return os.cpu_count() or 1
+
+
+def doctor_findings(
+    config: Config, bundle: DataBundle, engine: Engine, probe: DoctorProbe, failure: str | None
+) -> dict[str, Any]:
+    """What the doctor's detectors find in this run: ``{"healthy", "problems", "probe"}``."""
+    from nntune.diagnose.data_checks import data_checks
+    from nntune.diagnose.detectors import RunFacts, detect
+
+    stats = probe.finish()
+    others = [x for x in (bundle.x_val, bundle.x_test) if x is not None]
+    facts = RunFacts(
+        history=engine.state.history.to_json(),
+        task=bundle.task,
+        epochs=config.train.epochs,
+        probe=stats,
+        failure=failure,
+        data=data_checks(bundle.x_train, bundle.y_train, bundle.task, others),
+        n_classes=bundle.n_outputs if bundle.task == "classification" else None,
+    )
+    problems = detect(facts)
+    from nntune.diagnose.remedies import remedies_for
+
+    for problem in problems:
+        problem.remedies = [label for label, _ in remedies_for(problem.kind, config)]
+    seconds = engine.elapsed
+    overhead = stats.overhead_seconds if stats else 0.0
+    return {
+        "healthy": not problems,
+        "problems": [p.to_json() for p in problems],
+        "probe": {
+            "epochs": engine.state.epoch,
+            "seconds": round(seconds, 3),
+            "overhead_seconds": overhead,
+            "overhead_percent": round(100.0 * overhead / seconds, 2) if seconds > 0 else None,
+            **(stats.to_json() if stats else {}),
+        },
+        "data": facts.data,
+    }
 
 
 def make_batches(
@@ -202,6 +242,8 @@ class Trainer:
         self.progress = progress
         self.write = write
         self.run_dir: Path | None = None
+        # what the doctor's detectors found (train.doctor: true), also after a failed run
+        self.doctor: dict[str, Any] | None = None
         if (val_data is not None or test_data is not None) and data is None:
             raise DataError("val_data/test_data need data (the training data) too")
 
@@ -269,6 +311,9 @@ class Trainer:
                     early.monitor, early.patience, early.min_delta, early.restore_best, early.mode
                 )
             )
+        probe = DoctorProbe(config.train.probe_every) if config.train.doctor else None
+        if probe is not None:
+            callbacks.append(probe)
         callbacks += self.callbacks
         monitor = config.train.monitor or "val_loss"
         if run_dir is not None:
@@ -305,14 +350,22 @@ class Trainer:
         elif run_dir is not None:
             write_text_atomic(run_dir / CONFIG, config_to_yaml(config))
 
+        self.bundle = bundle
+        self.config = config
         try:
             history = engine.fit()
         except TrainingError as err:
+            if probe is not None:
+                self.doctor = doctor_findings(config, bundle, engine, probe, str(err))
             if run_dir is not None:
                 summary = self._summary(config, bundle, engine, parts, device, run_dir, str(err))
+                if self.doctor is not None:
+                    summary["doctor"] = self.doctor
                 write_json_atomic(run_dir / SUMMARY, summary)
             raise
         summary = self._summary(config, bundle, engine, parts, device, run_dir, None)
+        if probe is not None:
+            self.doctor = summary["doctor"] = doctor_findings(config, bundle, engine, probe, None)
         if run_dir is not None:
             write_json_atomic(run_dir / SUMMARY, summary)
         self.model = parts.model

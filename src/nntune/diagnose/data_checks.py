@@ -1,0 +1,53 @@
+"""Data checks behind the ``data_issue`` detector: numbers about the arrays a run trains on
+(after its preprocessing), computed without training."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from nntune.diagnose.detectors import DUPLICATES, UNSCALED_MEAN, UNSCALED_STD
+
+CONSTANT_SHARE = 0.1  # constant columns are reported when more than this share of features
+
+
+def _row_keys(x: torch.Tensor) -> set[bytes]:
+    flat = x.reshape(len(x), -1).float().contiguous()
+    return {row.numpy().tobytes() for row in flat}
+
+
+def data_checks(
+    x_train: torch.Tensor,
+    y_train: torch.Tensor,
+    task: str,
+    others: list[torch.Tensor] | None = None,
+) -> dict[str, Any]:
+    """Non-finite values, unscaled and constant features, class imbalance, and the share of
+    validation/test rows that also occur in training (``others``: those splits' inputs)."""
+    x = x_train.reshape(len(x_train), -1).double()
+    checks: dict[str, Any] = {"features": int(x.shape[1]), "rows": int(x.shape[0])}
+    finite = torch.isfinite(x)
+    checks["nonfinite_values"] = int((~finite).sum())
+    clean = torch.where(finite, x, torch.zeros_like(x))
+    mean, std = clean.mean(dim=0), clean.std(dim=0) if len(x) > 1 else torch.zeros(x.shape[1])
+    varying = std > 0
+    unscaled = varying & (
+        (mean.abs() > UNSCALED_MEAN) | (std > UNSCALED_STD[1]) | (std < UNSCALED_STD[0])
+    )
+    checks["unscaled_features"] = int(unscaled.sum())
+    checks["max_abs_mean"] = float(mean.abs().max()) if len(mean) else 0.0
+    checks["max_std"] = float(std.max()) if len(std) else 0.0
+    constant = int((~varying).sum())
+    checks["constant_features"] = constant if constant > CONSTANT_SHARE * x.shape[1] else 0
+    if task == "classification":
+        counts = torch.bincount(y_train.long().flatten())
+        counts = counts[counts > 0]
+        checks["class_imbalance"] = float(counts.max() / counts.min()) if len(counts) else 1.0
+    if others:
+        seen = _row_keys(x_train)
+        rows = [key for other in others for key in _row_keys(other)]
+        shared = sum(key in seen for key in rows)
+        checks["duplicate_fraction"] = shared / len(rows) if rows else 0.0
+        checks["duplicate_threshold"] = DUPLICATES
+    return checks

@@ -1,0 +1,206 @@
+"""``nntune doctor``: probe a config's training, name its problems, and verify repairs.
+
+Diagnosis trains the config once with the probe on (its own budget unless ``epochs`` is given)
+and runs every detector. Repair (``repair=True``) is conservative by construction:
+
+- the unrepaired config is trained on ``seeds`` seeds (the probe run is the first), giving a
+  baseline validation score per seed and its seed-to-seed spread;
+- for each problem, most severe first, its remedies are tried in order, each trained on the
+  same seeds and budget; a remedy is kept only if no run still shows the problem AND its mean
+  validation score beats the current one by more than the spread of both (so a fix within seed
+  noise is rejected). Kept remedies stack; each must beat the config before it, so the repaired
+  config is never worse than the original on these seeds;
+- tried-and-rejected remedies are reported with their numbers.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from nntune.config import (
+    Config,
+    apply_overrides,
+    config_to_dict,
+    config_to_yaml,
+    load_config,
+    validate_config,
+)
+from nntune.diagnose.remedies import remedies_for
+from nntune.errors import ConfigError, TrainingError
+from nntune.train.checkpoint import write_json_atomic, write_text_atomic
+
+SEVERITY = {"high": 0, "medium": 1, "low": 2}
+
+
+@dataclass
+class Trial:
+    """One training run of the doctor: its problems and validation score."""
+
+    seed: int
+    kinds: set[str]
+    score: float  # higher is better (a loss or error is negated)
+    report: dict[str, Any] = field(default_factory=dict)
+
+
+def _score_key(task: str) -> tuple[str, str]:
+    """(split metric, direction) the doctor compares runs by."""
+    return ("accuracy", "max") if task == "classification" else ("rmse", "min")
+
+
+def train_probed(config: Config, seed: int) -> Trial:
+    """Train ``config`` with the probe on (no run folder) and read what the detectors found."""
+    from nntune.train.run import Trainer
+
+    probed = config.model_copy(deep=True)
+    probed.seed = seed
+    probed.train.doctor = True
+    trainer = Trainer(probed, write=False, progress=False)
+    summary: dict[str, Any] | None = None
+    try:
+        summary = trainer.fit().summary
+    except TrainingError:
+        pass  # a diverged run: the doctor's findings say why
+    report = trainer.doctor or {"healthy": True, "problems": [], "probe": {}}
+    task = trainer.bundle.task if trainer.bundle is not None else "classification"
+    metric, direction = _score_key(task)
+    value = (summary or {}).get("val") or (summary or {}).get("test") or {}
+    raw = value.get(metric) if isinstance(value, dict) else None
+    score = -math.inf
+    if isinstance(raw, (int, float)) and math.isfinite(raw):
+        score = float(raw) if direction == "max" else -float(raw)
+    report["score"] = {"metric": f"val_{metric}", "value": raw}
+    return Trial(seed, {p["kind"] for p in report["problems"]}, score, report)
+
+
+def _mean(trials: Sequence[Trial]) -> float:
+    return statistics.mean(t.score for t in trials)
+
+
+def _spread(trials: Sequence[Trial]) -> float:
+    scores = [t.score for t in trials]
+    if any(not math.isfinite(s) for s in scores):
+        return 0.0
+    return max(scores) - min(scores)
+
+
+def _shown(score: float, task_metric: str) -> float | None:
+    if not math.isfinite(score):
+        return None
+    return -score if task_metric.endswith("rmse") else score
+
+
+def apply_changes(config: Config, changes: Mapping[str, Any]) -> Config:
+    raw = apply_overrides(config_to_dict(config), list(changes.items()))
+    return validate_config(raw)
+
+
+def doctor(
+    config: str | Path | Mapping[str, Any] | Config,
+    overrides: Sequence[str] | Mapping[str, Any] | None = None,
+    *,
+    epochs: int | None = None,
+    repair: bool = False,
+    seeds: int = 2,
+    out: Path | None = None,
+    runs_root: Path = Path("runs"),
+) -> dict[str, Any]:
+    """Diagnose (and with ``repair`` verify fixes for) a config; returns the contract's JSON
+    object and writes it, with repaired.yaml, to ``out`` (default runs/<name>-doctor-<time>/)."""
+    if seeds < 2 and repair:
+        raise ConfigError(f"--seeds {seeds}: a verified repair needs at least 2 seeds")
+    if epochs is not None and epochs < 1:
+        raise ConfigError(f"--epochs {epochs}: must be at least 1")
+    base = load_config(config, overrides)
+    if epochs is not None:
+        base.train.epochs = epochs
+    folder = out or runs_root / f"{base.name}-doctor-{time.strftime('%Y%m%d-%H%M%S')}"
+    if folder.exists() and any(folder.iterdir()):
+        raise ConfigError(f"--out {folder}: exists and is not empty; choose a new folder")
+    started = time.perf_counter()
+    probe_run = train_probed(base, base.seed)
+    report: dict[str, Any] = {
+        "healthy": probe_run.report["healthy"],
+        "problems": probe_run.report["problems"],
+        "probe": probe_run.report.get("probe", {}),
+        "data": probe_run.report.get("data", {}),
+        "score": probe_run.report["score"],
+        "config": base.name,
+    }
+    if repair:
+        report["repair"] = verified_repair(base, probe_run, seeds, folder)
+    report["seconds"] = round(time.perf_counter() - started, 2)
+    folder.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(folder / "doctor.json", report)
+    report["folder"] = str(folder)
+    return report
+
+
+def verified_repair(base: Config, probe_run: Trial, seeds: int, folder: Path) -> dict[str, Any]:
+    metric = probe_run.report["score"]["metric"]
+    current = base
+    runs = [probe_run] + [train_probed(base, base.seed + i) for i in range(1, seeds)]
+    before = runs
+    problems = sorted(probe_run.report["problems"], key=lambda p: SEVERITY.get(p["severity"], 3))
+    applied: list[dict[str, Any]] = []
+    tried: list[dict[str, Any]] = []
+    for problem in problems:
+        kind = problem["kind"]
+        if not any(kind in r.kinds for r in runs):
+            continue  # an earlier remedy fixed it too
+        for label, changes in remedies_for(kind, current):
+            try:
+                candidate = apply_changes(current, changes)
+            except ConfigError as err:
+                tried.append({"kind": kind, "remedy": label, "changes": changes, "error": str(err)})
+                continue
+            new = [train_probed(candidate, base.seed + i) for i in range(seeds)]
+            gone = all(kind not in r.kinds for r in new)
+            gain = _mean(new) - _mean(runs)
+            margin = max(_spread(runs), _spread(new))
+            kept = gone and gain > margin and math.isfinite(_mean(new))
+            if not math.isfinite(_mean(runs)) and math.isfinite(_mean(new)) and gone:
+                kept = True  # the run diverged before and trains now
+            tried.append(
+                {
+                    "kind": kind,
+                    "remedy": label,
+                    "changes": changes,
+                    "problem_gone": gone,
+                    "before": _shown(_mean(runs), metric),
+                    "after": _shown(_mean(new), metric),
+                    "margin": round(margin, 6),
+                    "kept": kept,
+                }
+            )
+            if kept:
+                current, runs = candidate, new
+                applied.append({"kind": kind, "remedy": label, "changes": changes})
+                break
+    result: dict[str, Any] = {
+        "applied": applied,
+        "tried": tried,
+        "seeds": seeds,
+        "before": {metric: _shown(_mean(before), metric)},
+        "after": {metric: _shown(_mean(runs), metric)},
+        "improved": bool(applied),
+        "config": None,
+        "remaining": sorted(set().union(*(r.kinds for r in runs))),
+    }
+    if applied:
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / "repaired.yaml"
+        repaired = current.model_copy(deep=True)
+        repaired.train.doctor = False
+        write_text_atomic(path, config_to_yaml(repaired))
+        result["config"] = str(path)
+        changed: dict[str, Any] = {}
+        for step in applied:
+            changed.update(step["changes"])
+        result["changes"] = changed
+    return result
