@@ -15,6 +15,7 @@ and runs every detector. Repair (``repair=True``) is conservative by constructio
 
 from __future__ import annotations
 
+import contextlib
 import math
 import statistics
 import time
@@ -62,10 +63,8 @@ def train_probed(config: Config, seed: int) -> Trial:
     probed.train.doctor = True
     trainer = Trainer(probed, write=False, progress=False)
     summary: dict[str, Any] | None = None
-    try:
+    with contextlib.suppress(TrainingError):  # a diverged run: the doctor's findings say why
         summary = trainer.fit().summary
-    except TrainingError:
-        pass  # a diverged run: the doctor's findings say why
     report = trainer.doctor or {"healthy": True, "problems": [], "probe": {}}
     task = trainer.bundle.task if trainer.bundle is not None else "classification"
     metric, direction = _score_key(task)
