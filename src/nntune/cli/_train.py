@@ -68,4 +68,13 @@ def summary_lines(summary: dict) -> list[str]:
     if summary.get("stop_reason"):
         lines.append(f"         {summary['stop_reason']}")
     lines += [f"val      {fmt(summary.get('val'))}", f"test     {fmt(summary.get('test'))}"]
+    doctor = summary.get("doctor")
+    if doctor is not None:
+        if doctor["healthy"]:
+            lines.append("doctor   healthy: no problem found")
+        for problem in doctor["problems"]:
+            lines.append(
+                f"doctor   {problem['kind']} ({problem['severity']}); try: "
+                f"{'; '.join(problem['remedies']) or '-'}"
+            )
     return lines
