@@ -5,7 +5,8 @@ default space (the config's ``search.space`` emptied) on ``val_accuracy``, in a 
 with ``seed`` = the repeat index. One JSON line per method: best validation accuracy at the
 budget (best complete trial), the wall-clock time from the study's start until an epoch of any
 trial (pruned ones too) first reached the target validation accuracy (trial start + the epoch's
-training seconds; null if never; the median counts a miss as infinite), trials complete/pruned.
+training seconds; the epoch a deadline cut short is left out; null if never; the median
+counts a miss as infinite), trials complete/pruned.
 Then the ratio of TPE+ASHA's median time to target over random search's, and the best TPE+ASHA
 config retrained with K seeds (test accuracy).
 Usage: python bench/tune.py [--budget 480] [--repeats 3] [--methods tpe_asha,random,tpe]
@@ -34,26 +35,27 @@ METHODS = {"tpe_asha": ("tpe", "asha"), "random": ("random", "none"), "tpe": ("t
 
 
 def time_to_target(study_dir: Path, study_name: str, started: float, target: float) -> dict:
-    """Earliest wall-clock second (after ``started``) at which an epoch reached ``target``, the
-    best validation accuracy of any epoch, and how many trials were pruned by the deadline."""
+    """Earliest second after ``started`` at which an epoch reached ``target``, the best
+    validation accuracy of any epoch, and how many trials were pruned by the deadline."""
     storage = make_storage(f"journal:{study_dir / 'study.journal'}")
     study = optuna.load_study(study_name=study_name, storage=storage)
     first, seen, by_deadline = math.inf, None, 0
     for trial in study.get_trials(deepcopy=False):
-        by_deadline += trial.user_attrs.get("pruned_by") == "deadline"
-        metrics = study_dir / "trials" / f"{trial.number:04d}" / "metrics.jsonl"
+        metrics = Path(trial.user_attrs.get("run_dir", "-")) / "metrics.jsonl"
         if trial.datetime_start is None or not metrics.exists():
             continue
+        rows = [json.loads(line) for line in metrics.read_text().splitlines()]
+        if trial.user_attrs.get("pruned_by") == "deadline":
+            by_deadline += 1
+            rows = rows[:-1]  # the epoch cut short by the deadline, logged after it
         start = trial.datetime_start.timestamp()  # naive local time, like time.time()
-        for line in metrics.read_text().splitlines():
-            row = json.loads(line)
+        for row in rows:
             value = row.get("val_accuracy")
             if value is None:
                 continue
             seen = value if seen is None else max(seen, value)
             if value >= target:
                 first = min(first, start + row["seconds"] - started)
-                break
     return {
         "time_to_target_s": round(first, 1) if math.isfinite(first) else None,
         "best_val_accuracy_seen": seen,

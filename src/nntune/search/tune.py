@@ -94,7 +94,9 @@ def _check_options(options: TuneOptions) -> None:
         )
 
 
-def plan_study(config: Config, options: TuneOptions) -> tuple[Job, Path]:
+def plan_study(
+    config: Config, options: TuneOptions, started: float | None = None
+) -> tuple[Job, Path]:
     """The job of this study: space, objectives, storage and folder, all checked up front."""
     from nntune.data import prepare_data
 
@@ -138,7 +140,8 @@ def plan_study(config: Config, options: TuneOptions) -> tuple[Job, Path]:
     grid_size = None
     if options.sampler == "grid":
         grid_size = math.prod(len(v) for v in grid_space(params).values())
-    deadline = time.time() + options.timeout if options.timeout else None
+    # the budget counts from the command's start (data preparation included)
+    deadline = (started or time.time()) + options.timeout if options.timeout else None
     cores = available_cores()
     job = Job(
         config=base,
@@ -205,15 +208,15 @@ def tune(
 ) -> StudyResult:
     """Search hyperparameters of ``config``; returns the study's result (also in
     ``<study folder>/summary.json``). Keyword arguments are :class:`TuneOptions` fields."""
+    started = time.time()
     options = options or TuneOptions(**kwargs)
     _check_options(options)
     base = load_config(config, overrides)
-    job, study_dir = plan_study(base, options)
+    job, study_dir = plan_study(base, options, started)
     _prepare_folder(study_dir, base)
     # the parent creates the study (and a database's tables) before any worker starts: workers
     # racing to create the schema collide on PostgreSQL
     open_study(job, parse_space(job.space))
-    started = time.time()
     interrupted = False
     try:
         if options.workers == 1:
@@ -273,6 +276,8 @@ def write_outputs(job: Job, study_dir: Path, seconds: float) -> StudyResult:
     """best.yaml, trials.csv, summary.json and study.html from the study's current state."""
     storage = make_storage(job.storage)
     study = optuna.load_study(study_name=job.study, storage=storage)
+    # the plots and importances log "too few trials" warnings; the summary says as much
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
     sweep(study)
     params = parse_space(job.space)
     trials = study.get_trials(deepcopy=False)
