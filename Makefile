@@ -42,6 +42,9 @@ bench: dev                           ## the benchmarks of README (slow; not part
 	$(PY) bench/engine.py
 	$(PY) bench/recipe.py --seeds 0,1,2
 	$(PY) bench/tricks.py
+	$(PY) bench/precision.py
+	$(PY) bench/tune.py
+	$(PY) bench/doctor.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
