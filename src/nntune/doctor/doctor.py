@@ -140,6 +140,24 @@ def doctor(
     return report
 
 
+def candidate_remedies(kind: str, config: Config) -> list[tuple[str, dict[str, Any]]]:
+    """The kind's remedies; for slow convergence the LR range test's suggestion comes first
+    (when it is higher than the configured lr)."""
+    remedies = remedies_for(kind, config)
+    if kind != "slow_convergence" or config.optimizer.name in ("gd", "lbfgs", "newton"):
+        return remedies
+    from nntune.doctor.lr_find import lr_find
+
+    current = float(config.optimizer.options.get("lr", 1e-3))
+    try:
+        suggested = float(f"{lr_find(config).suggestion:.3g}")
+    except (ConfigError, TrainingError):
+        return remedies
+    if suggested <= current:
+        return remedies
+    return [(f"lr {suggested:g} from the LR range test", {"optimizer.lr": suggested}), *remedies]
+
+
 def verified_repair(base: Config, probe_run: Trial, seeds: int, folder: Path) -> dict[str, Any]:
     metric = probe_run.report["score"]["metric"]
     current = base
@@ -152,7 +170,7 @@ def verified_repair(base: Config, probe_run: Trial, seeds: int, folder: Path) ->
         kind = problem["kind"]
         if not any(kind in r.kinds for r in runs):
             continue  # an earlier remedy fixed it too
-        for label, changes in remedies_for(kind, current):
+        for label, changes in candidate_remedies(kind, current):
             try:
                 candidate = apply_changes(current, changes)
             except ConfigError as err:
