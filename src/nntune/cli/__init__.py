@@ -10,7 +10,17 @@ from nntune.cli._app import app, run_command
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``nntune`` script and of ``python -m nntune``."""
     # importing the verbs registers them on the app
-    from nntune.cli import _doctor, _gradcheck, _list, _lr_find, _schema, _train, _tune  # noqa: F401
+    from nntune.cli import (  # noqa: F401
+        _compare,
+        _doctor,
+        _evaluate,
+        _gradcheck,
+        _list,
+        _lr_find,
+        _schema,
+        _train,
+        _tune,
+    )
 
     code = run_command(app, argv if argv is not None else sys.argv[1:])
     raise SystemExit(code)

@@ -1,0 +1,208 @@
+"""``evaluate_run``: a run folder's model on one of its data splits, with every metric and the
+model's cost.
+
+The split is rebuilt exactly as the run was trained: the config saved with the checkpoint gives
+the dataset, the seed and the split fractions, and the data goes through the same preparation as
+in training (:func:`nntune.data.prepare_data`). Preprocessing fitted on the training part is
+deterministic, so it is fitted again; it must equal the fitted preprocessing saved with the
+checkpoint, else the data changed since training and evaluating would be a lie (an error). The
+model is the run's checkpoint, as :func:`nntune.load_run` loads it; the loss is built as the
+trainer builds it (class weights from the training part).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from nntune.config import Config, validate_config
+from nntune.data import DataBundle, prepare_data
+from nntune.errors import ConfigError, DataError, NntuneError, RunFolderError
+from nntune.evaluate.cost import model_cost
+from nntune.evaluate.scores import classification_scores, finite_or_none, regression_scores
+from nntune.losses import LOSSES, Loss, build_loss
+from nntune.train import load_run
+from nntune.train.build import as_reconstruction, is_reconstruction
+from nntune.train.checkpoint import load_checkpoint
+from nntune.train.evaluate import predict_outputs
+
+SPLITS = ("test", "val", "train")
+CHECKPOINTS = ("best", "last")
+# what Trainer records as the dataset of data given in Python: it cannot be loaded again
+USER_DATA = ("user data", "user Dataset")
+
+
+def evaluate_run(
+    run_dir: str | Path,
+    split: str = "test",
+    checkpoint: str = "best",
+    *,
+    cost: bool = True,
+    threads: int | None = None,
+) -> dict[str, Any]:
+    """Evaluate the ``checkpoint`` (``best`` or ``last``) of a run folder on its ``split``
+    (``test``, ``val`` or ``train``; the training part without augmentation).
+
+    Returns ``{"run", "split", "checkpoint", "task", "n", "metrics", "per_class",
+    "confusion_matrix", "cost"}``; ``metrics`` holds ``loss`` plus ``accuracy``, ``precision``,
+    ``recall``, ``f1``, ``auc``, ``pr_auc``, ``log_loss`` (classification) or ``rmse``, ``mae``,
+    ``r2`` (regression); undefined values are None. ``cost=False`` leaves out the cost;
+    ``threads`` sets torch's threads for the timings (default: torch's current setting).
+    ``last`` of a run with train.ema/swa is its weight average, as the run ended with.
+    Raises :class:`~nntune.errors.NntuneError` subclasses on bad input.
+    """
+    if split not in SPLITS:
+        raise ConfigError(f"--split '{split}' is not a split; allowed: {', '.join(SPLITS)}")
+    if checkpoint not in CHECKPOINTS:
+        raise ConfigError(
+            f"--checkpoint '{checkpoint}' is not a checkpoint; allowed: {', '.join(CHECKPOINTS)}"
+        )
+    if threads is not None and threads < 1:
+        raise ConfigError(f"--threads {threads}: give 1 or more")
+    folder = Path(run_dir)
+    predictor = load_run(folder, checkpoint)  # checks the folder; RunFolderError if unusable
+    path = folder / "checkpoints" / f"{checkpoint}.pt"
+    used = checkpoint if path.exists() else "last"  # load_run falls back to last.pt
+    meta = predictor.meta
+    config = validate_config(meta["config"])
+    bundle = _rebuild_data(config, meta, folder)
+    part = bundle.split(split)
+    if part is None:
+        why = {
+            "val": "data.val_split is 0",
+            "test": "the dataset has no test split and data.test_split is 0",
+            "train": "it was trained on a torch Dataset",
+        }[split]
+        raise DataError(f"run '{folder}' has no {split} part ({why}); try another --split")
+    model = predictor.model
+    notes: list[str] = []
+    if used == "last":
+        notes += _use_weight_average(model, folder / "checkpoints" / "last.pt")
+    loss = run_loss(config, bundle)
+    x, y = part
+    device = next(model.parameters()).device
+    x, y = x.to(device), y.to(device)
+    outputs = predict_outputs(model, x)
+    with torch.no_grad():
+        loss_value = float(loss(outputs, y)) if len(y) else math.nan
+
+    result: dict[str, Any] = {
+        "run": str(folder),
+        "split": split,
+        "checkpoint": used,
+        "task": bundle.task,
+        "n": len(y),
+    }
+    if bundle.task == "classification":
+        labels = loss.predict_labels(outputs).cpu().numpy()
+        probs = loss.probabilities(outputs).cpu().numpy()
+        scores = classification_scores(y.cpu().numpy(), probs, labels, bundle.class_names)
+    else:
+        scores = regression_scores(y.cpu().numpy(), outputs.float().cpu().numpy())
+        scores.update(per_class=[], confusion_matrix=None)
+    result["metrics"] = {"loss": finite_or_none(loss_value), **scores["metrics"]}
+    result["per_class"] = scores["per_class"]
+    result["confusion_matrix"] = scores["confusion_matrix"]
+    if cost and len(x):
+        result["cost"] = model_cost(model, x, threads=threads)
+    elif cost:
+        notes.append("the split is empty: no cost measured")
+    if notes:
+        result["notes"] = notes
+    return result
+
+
+def _rebuild_data(config: Config, meta: dict[str, Any], folder: Path) -> DataBundle:
+    """The run's data, split and preprocessed as in training; an error if it is not the same
+    data (the preprocessing fitted now differs from the saved one, or the shapes do)."""
+    if meta.get("dataset") in USER_DATA:
+        raise RunFolderError(
+            f"run '{folder}' was trained on data given in Python (Trainer(data=...)), which is "
+            "not saved with the run; evaluate its model with nntune.load_run(...).predict(x)"
+        )
+    bundle = prepare_data(config.data, config.seed)
+    if is_reconstruction(config):
+        bundle = as_reconstruction(bundle)
+    saved = meta.get("pipeline")
+    fitted = bundle.pipeline.state_dict() if bundle.pipeline is not None else None
+    changed = []
+    if saved is not None and fitted is not None and not _same_state(saved, fitted):
+        changed.append("the preprocessing fitted on its training part")
+    if list(bundle.sample_shape) != list(meta.get("sample_shape", [])):
+        changed.append(f"the sample shape ({meta.get('sample_shape')} → {bundle.sample_shape})")
+    if bundle.n_outputs != meta.get("n_outputs"):
+        changed.append(f"the number of outputs ({meta.get('n_outputs')} → {bundle.n_outputs})")
+    if (meta.get("class_names") or None) != (bundle.class_names or None):
+        changed.append("the class names")
+    if changed:
+        raise DataError(
+            f"the data of run '{folder}' (data.dataset '{config.data.dataset}') is not the data "
+            f"it was trained on: {'; '.join(changed)} differ(s) from what the checkpoint saved. "
+            "Restore the original data file to evaluate this run"
+        )
+    return bundle
+
+
+def _same_state(a: Any, b: Any) -> bool:
+    """Equality of two saved states (tensors compared to float32 precision)."""
+    if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
+        ta, tb = torch.as_tensor(a), torch.as_tensor(b)
+        if ta.shape != tb.shape:
+            return False
+        if not (ta.is_floating_point() or tb.is_floating_point()):
+            return bool(torch.equal(ta, tb))
+        return bool(torch.allclose(ta.double(), tb.double(), rtol=1e-5, atol=1e-7, equal_nan=True))
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_same_state(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(_same_state(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, float) and isinstance(b, float):
+        return a == b or (math.isnan(a) and math.isnan(b)) or math.isclose(a, b, rel_tol=1e-6)
+    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+        return bool(np.array_equal(np.asarray(a), np.asarray(b)))
+    return bool(a == b)
+
+
+def run_loss(config: Config, bundle: DataBundle) -> Loss:
+    """The run's loss, built as the trainer builds it (class weights from the training part)."""
+    try:
+        entry = LOSSES.get(config.loss.name, key="loss")
+        return build_loss(
+            entry.name,
+            entry.parse_options(config.loss.options, "loss"),
+            bundle.task,
+            bundle.y_train if bundle.task == "classification" else None,
+            bundle.n_outputs,
+        )
+    except NntuneError:
+        raise
+    except (KeyError, TypeError, ValueError) as err:
+        raise RunFolderError(f"the loss of this run cannot be rebuilt: {err}") from None
+
+
+def _use_weight_average(model: torch.nn.Module, path: Path) -> list[str]:
+    """last.pt keeps the trained weights and, with train.ema/swa, their average, which is what
+    the run validated and ended with: load the average into ``model``."""
+    from nntune.train.averaging import WeightAverage
+
+    engine = load_checkpoint(path).get("engine") or {}
+    saved = engine.get("average")
+    if not saved or saved.get("average") is None:
+        return []
+    average = WeightAverage(model, "ema")
+    try:
+        average.load_state_dict(saved)
+        model.load_state_dict(average.weights())
+    except (KeyError, RuntimeError, TypeError, ValueError) as err:
+        raise RunFolderError(f"'{path}' holds a weight average that does not fit: {err}") from None
+    has_bn = any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in model.modules())
+    if has_bn:
+        return [
+            "last.pt: the weight average is evaluated with its averaged BatchNorm statistics "
+            "(SWA recomputes them at the end of training, so its final numbers may differ)"
+        ]
+    return []
