@@ -101,33 +101,79 @@ def nan_loss(facts: RunFacts) -> Finding | None:
 
 # --- gradients ------------------------------------------------------------------------------------
 
-VANISHING_RATIO = 1e-3
-VANISHING_FIRST_NORM = 1e-4
-EXPLODING_RATIO = 70.0
-EXPLODING_GROWTH = 1e4
+VANISHING_RATIO = 1e-2  # first/last layer gradient-norm ratio: two orders of magnitude
+EXPLODING_RATIO = 70.0  # the first layer's gradients 70x the last layer's
+EXPLODING_GROWTH = 1e3  # largest gradient norm over the first epoch's mean gradient norm
+EXPLODING_GROWTH_BEFORE_NAN = 10.0  # ... enough when the run then died of a non-finite loss
+EXPLODING_LOSS_RISE = 100.0  # an epoch's mean training loss over the best loss before it
+LOSS_FLOOR = 0.1  # losses are compared with at least this share of the first epoch's loss
 
 
 @DETECTORS.register("vanishing_gradients")
 def vanishing_gradients(facts: RunFacts) -> Finding | None:
-    """The first layer's gradients are orders of magnitude below the last layer's."""
+    """The first layer's gradients are orders of magnitude below the last layer's (median over
+    the probe's samples of the whole run)."""
     probe = facts.probe
-    if probe is None or probe.grad_ratio is None or probe.first_grad_norm is None:
+    if probe is None or probe.grad_ratio is None:
         return None
-    if probe.grad_ratio < VANISHING_RATIO and probe.first_grad_norm < VANISHING_FIRST_NORM:
+    if probe.dead_relu_fraction is not None and probe.dead_relu_fraction >= DEAD_RELU:
+        return None  # dead units pass no gradient: dying_relu is the cause, not the depth
+    if probe.grad_ratio < VANISHING_RATIO:
         return finding(
             "vanishing_gradients",
             "high" if probe.grad_ratio < VANISHING_RATIO**2 else "medium",
             first_last_grad_ratio=probe.grad_ratio,
-            first_layer_grad_norm=probe.first_grad_norm,
+            first_layer_grad_norm=probe.first_grad_norm
+            if probe.first_grad_norm is not None
+            else math.nan,
             last_layer_grad_norm=probe.last_grad_norm or math.nan,
         )
     return None
 
 
+def _loss_blowup(facts: RunFacts) -> float | None:
+    """The largest factor by which an epoch's mean training loss exceeded the best loss before
+    it (at least LOSS_FLOOR of the first epoch's loss, so that a blip near zero loss is no
+    blow-up). The first epoch is compared with the losses right after it (the next epoch's and
+    the validation loss at its end) and, for classification, with the loss of a uniform guess
+    log(K): a first-epoch mean far above all three is a spike inside that epoch (the weights
+    blew up and came back, or died), while a high first loss that falls gradually is a bad
+    start (unscaled inputs, a large init). Regression has no such reference for its first
+    epoch."""
+    values = [
+        float(v) if isinstance(v, (int, float)) else math.nan
+        for v in (r.get("train_loss") for r in facts.history)
+    ]
+    if not values or not math.isfinite(values[0]) or values[0] <= 0:
+        return None
+    worst = None
+    if facts.task == "classification" and facts.n_classes and facts.n_classes > 1:
+        after = [math.log(facts.n_classes)]
+        if len(values) > 1 and math.isfinite(values[1]):
+            after.append(values[1])
+        val = facts.history[0].get("val_loss")
+        if isinstance(val, (int, float)) and math.isfinite(val):
+            after.append(float(val))
+        worst = values[0] / max(after)
+    floor = LOSS_FLOOR * values[0]
+    best = values[0]
+    for value in values[1:]:
+        if not math.isfinite(value):
+            continue
+        factor = value / max(best, floor)
+        worst = factor if worst is None else max(worst, factor)
+        best = min(best, value)
+    return worst
+
+
 @DETECTORS.register("exploding_gradients")
 def exploding_gradients(facts: RunFacts) -> Finding | None:
-    """Gradients blow up: non-finite, far larger in the first layer than in the last, or a
-    gradient norm that grows by orders of magnitude while the loss gets worse."""
+    """Gradients blow up: non-finite, far larger in the first layer than in the last, a gradient
+    norm that grows by orders of magnitude over the first epoch's while the loss gets worse (by
+    one order when the run then died of a non-finite loss: a divergence, not a stray NaN), or a
+    training loss that jumps by orders of magnitude (the logits, and with them the gradients,
+    exploded; it often ends in nan_loss). A run that is non-finite from its first steps without
+    any of these signs is nan_loss only."""
     probe = facts.probe
     evidence: dict[str, float | str] = {}
     if probe is not None and probe.nonfinite_grads:
@@ -136,10 +182,19 @@ def exploding_gradients(facts: RunFacts) -> Finding | None:
         evidence["first_last_grad_ratio"] = probe.grad_ratio
     norms = _finite(facts.series("grad_norm"))
     losses = _finite(facts.series("train_loss"))
-    if len(norms) >= 2 and norms[0] > 0 and len(losses) >= 2:
-        growth = max(norms) / norms[0]
-        if growth > EXPLODING_GROWTH and losses[-1] > min(losses):
+    if norms and norms[0] > 0:
+        peak = max(norms[1:], default=0.0)
+        if probe is not None and probe.max_grad_norm is not None:
+            peak = max(peak, probe.max_grad_norm)
+        growth = peak / norms[0]
+        failed = facts.failure is not None and "non-finite" in facts.failure
+        worse = failed or (len(losses) >= 2 and losses[-1] > min(losses))
+        limit = EXPLODING_GROWTH_BEFORE_NAN if failed else EXPLODING_GROWTH
+        if growth > limit and worse:
             evidence["grad_norm_growth"] = growth
+    blowup = _loss_blowup(facts)
+    if blowup is not None and blowup > EXPLODING_LOSS_RISE:
+        evidence["train_loss_jump"] = blowup
     if not evidence:
         return None
     return finding("exploding_gradients", "high", **evidence)
@@ -148,7 +203,7 @@ def exploding_gradients(facts: RunFacts) -> Finding | None:
 # --- activations ----------------------------------------------------------------------------------
 
 DEAD_RELU = 0.7
-SATURATED = 0.5
+SATURATED = 0.6
 
 
 @DETECTORS.register("dying_relu")
@@ -181,111 +236,202 @@ def saturated_activations(facts: RunFacts) -> Finding | None:
 
 # --- loss curves ----------------------------------------------------------------------------------
 
-OSCILLATION_UPS = 0.3  # share of epochs whose training loss rose by more than UP_STEP
-UP_STEP = 0.05
-OSCILLATION_SWING = 0.1  # mean relative epoch-to-epoch change
+# Loss-curve changes are measured against the run's total progress (from a uniform guess's loss,
+# or the first epoch's, down to the lowest loss), not against the current loss: near zero loss,
+# minibatch noise of a few 1e-3 is a large relative change but no oscillation; and the loss's
+# falls are progress, so only its rises count.
+OSCILLATION_UPS = 0.2  # share of the later epochs whose loss rose by more than UP_STEP
+UP_STEP = 0.05  # ... of the total progress
+OSCILLATION_RISE = 0.035  # mean rise per later epoch, as a share of the total progress
+OSCILLATION_EPOCHS = 6  # fewer epochs are no evidence
+
+
+def _chance_loss(facts: RunFacts) -> float:
+    """The cross-entropy of a uniform guess, log(K), for classification (0 otherwise): where a
+    classifier's loss starts, even when its first epoch's mean is already far below."""
+    if facts.task == "classification" and facts.n_classes and facts.n_classes > 1:
+        return math.log(facts.n_classes)
+    return 0.0
+
+
+def _progress(losses: list[float], start: float = 0.0) -> float:
+    """The loss's total progress: from its start (the first epoch's mean, or the uniform guess's
+    loss if higher) down to its lowest, at least LOSS_FLOOR of the start (a run that made almost
+    no progress is judged against its loss level)."""
+    first = max(losses[0], start)
+    return max(first - min(losses), LOSS_FLOOR * abs(first))
+
+
+@DETECTORS.register("oscillating_loss")
+def oscillating_loss(facts: RunFacts) -> Finding | None:
+    """The training loss jumps up and down from epoch to epoch instead of settling: in the later
+    two thirds of the run, at least OSCILLATION_UPS of the epochs undo more than UP_STEP of all
+    the progress made, and on average each epoch's rise undoes more than OSCILLATION_RISE of it
+    (healthy runs, minibatch noise included, stay below ~0.025)."""
+    losses = _finite(facts.series("train_loss"))
+    if len(losses) < OSCILLATION_EPOCHS:
+        return None
+    scale = _progress(losses, _chance_loss(facts)) or 1.0
+    tail = losses[len(losses) // 3 :]
+    changes = [(b - a) / scale for a, b in itertools.pairwise(tail)]
+    if not changes:
+        return None
+    ups = sum(c > UP_STEP for c in changes) / len(changes)
+    rise = sum(max(c, 0.0) for c in changes) / len(changes)
+    if ups >= OSCILLATION_UPS and rise > OSCILLATION_RISE:
+        return finding(
+            "oscillating_loss",
+            "high" if rise > 0.2 else "medium",
+            share_of_epochs_loss_rose=ups,
+            mean_rise_over_progress=rise,
+        )
+    return None
+
+
+SLOW_DROP = 0.3  # the training loss fell by less than this fraction over the whole run
+SLOW_FALLING = 0.8  # ... yet fell in at least this share of the epochs
+SLOW_KEEPS_PACE = 0.5  # ... and its second half fell at least half as much as its first half
 
 
 def _relative_changes(values: list[float]) -> list[float]:
     return [(b - a) / abs(a) for a, b in itertools.pairwise(values) if a != 0]
 
 
-@DETECTORS.register("oscillating_loss")
-def oscillating_loss(facts: RunFacts) -> Finding | None:
-    """The training loss jumps up and down from epoch to epoch instead of settling."""
-    losses = _finite(facts.series("train_loss"))
-    if len(losses) < 6:
+def _steady_descent(values: list[float]) -> bool:
+    """The series fell in at least SLOW_FALLING of its steps."""
+    steps = list(itertools.pairwise(values))
+    return bool(steps) and sum(b < a for a, b in steps) / len(steps) >= SLOW_FALLING
+
+
+def _slow_curve(losses: list[float], start: float = 0.0) -> dict[str, float] | None:
+    first = max(losses[0], start) if losses else 0.0
+    if len(losses) < 4 or first <= 0:
         return None
-    changes = _relative_changes(losses[len(losses) // 3 :])
-    if not changes:
-        return None
-    ups = sum(c > UP_STEP for c in changes) / len(changes)
-    swing = sum(abs(c) for c in changes) / len(changes)
-    if ups >= OSCILLATION_UPS and swing > OSCILLATION_SWING:
-        return finding(
-            "oscillating_loss",
-            "high" if swing > 0.5 else "medium",
-            share_of_epochs_loss_rose=ups,
-            mean_relative_change=swing,
-        )
+    drop = (first - losses[-1]) / first
+    mid = len(losses) // 2
+    first_half, second_half = losses[0] - losses[mid], losses[mid] - losses[-1]
+    keeps_pace = first_half > 0 and second_half >= SLOW_KEEPS_PACE * first_half
+    if 0.0 < drop < SLOW_DROP and _steady_descent(losses) and keeps_pace:
+        return {
+            "relative_loss_drop": drop,
+            "second_half_vs_first_half_drop": second_half / first_half,
+        }
     return None
-
-
-SLOW_DROP = 0.3  # the training loss fell by less than this fraction over the whole run
 
 
 @DETECTORS.register("slow_convergence")
 def slow_convergence(facts: RunFacts) -> Finding | None:
-    """The loss falls steadily but far too little in the budget (a too small step size)."""
-    losses = _finite(facts.series("train_loss"))
-    if len(losses) < 4 or losses[0] <= 0:
-        return None
-    drop = (losses[0] - losses[-1]) / losses[0]
-    changes = _relative_changes(losses)
-    steady = sum(c <= 0.01 for c in changes) / len(changes) >= 0.8
-    still_falling = losses[-1] < losses[len(losses) // 2]
-    if 0.0 <= drop < SLOW_DROP and steady and still_falling:
-        return finding(
-            "slow_convergence", "medium", relative_loss_drop=drop, epochs=float(len(losses))
-        )
+    """The loss falls steadily but far too little in the budget (a too small step size): it
+    falls nearly every epoch, without slowing down (a healthy curve flattens as it converges;
+    a too small step walks down a straight line), and in all by less than SLOW_DROP. Read on the
+    training loss and on the validation loss (measured on fixed data with the epoch's final
+    weights, so its steady descent shows even when small batches make the training mean noisy).
+    A classifier's drop is counted from a uniform guess's loss log(K) when that is higher than
+    its first epoch's: a run that made most of its progress inside the first epoch is not slow.
+    """
+    for key in ("train_loss", "val_loss"):
+        losses = _finite(facts.series(key))
+        evidence = _slow_curve(losses, _chance_loss(facts))
+        if evidence is not None:
+            return finding(
+                "slow_convergence", "medium", loss=key, epochs=float(len(losses)), **evidence
+            )
     return None
 
 
 OVERFIT_RISE = 0.1  # val loss ended this much above its best
-OVERFIT_GAP = 0.1  # train accuracy above val accuracy
+OVERFIT_GAP = 0.1  # train metric (accuracy, R²) above the validation metric
+OVERFIT_MEMORIZED = 0.99  # a training accuracy (or R²) this high: the training set is learned
+OVERFIT_LOSS_RATIO = 2.0  # without metrics: the final val loss over the final train loss
+
+
+def _last_mean(values: list[float], k: int = 3) -> float:
+    tail = values[-k:]
+    return sum(tail) / len(tail)
 
 
 @DETECTORS.register("overfitting")
 def overfitting(facts: RunFacts) -> Finding | None:
-    """Validation loss turns up while training loss keeps falling; a wide train/val gap."""
+    """The model learns its training set much better than it generalises: a train/validation gap
+    in the task's metric (accuracy or R², mean of the last 3 epochs) above OVERFIT_GAP, together
+    with a validation loss that turned up while the training loss kept falling, or with a
+    training set learned by heart. A validation loss that rises while both metrics stay close
+    (an over-confident but accurate model) is not reported, nor a gap while the validation loss
+    still improves on a model that has not learned its training set."""
     val = facts.series("val_loss")
     train = facts.series("train_loss")
     if len(val) < 5 or len(train) != len(val) or not all(map(math.isfinite, val + train)):
         return None
     best = min(range(len(val)), key=val.__getitem__)
     rise = (val[-1] - val[best]) / max(abs(val[best]), 1e-12)
-    train_fell = train[-1] < train[best]
+    turned_up = rise > OVERFIT_RISE and train[-1] < train[best] and best < 0.8 * (len(val) - 1)
+    metric = "accuracy" if facts.task == "classification" else "r2"
+    train_m, val_m = facts.series(f"train_{metric}"), facts.series(f"val_{metric}")
     evidence: dict[str, float | str] = {}
-    if rise > OVERFIT_RISE and train_fell and best < 0.8 * (len(val) - 1):
-        evidence["val_loss_rise"] = rise
-        evidence["best_epoch"] = float(best + 1)
-    if facts.task == "classification":
-        train_acc, val_acc = facts.series("train_accuracy"), facts.series("val_accuracy")
-        if train_acc and val_acc:
-            gap = train_acc[-1] - val_acc[-1]
-            if (gap > OVERFIT_GAP and evidence) or (gap > 2 * OVERFIT_GAP and train_acc[-1] > 0.95):
-                evidence["train_val_accuracy_gap"] = gap
+    if train_m and val_m:
+        fitted, generalised = _last_mean(train_m), _last_mean(val_m)
+        gap = fitted - generalised
+        memorized = fitted >= OVERFIT_MEMORIZED
+        if gap > OVERFIT_GAP and (turned_up or memorized):
+            evidence[f"train_val_{metric}_gap"] = gap
+            evidence[f"train_{metric}"] = fitted
+    elif turned_up and val[-1] > OVERFIT_LOSS_RATIO * train[-1]:
+        evidence["val_train_loss_ratio"] = val[-1] / max(train[-1], 1e-12)
     if not evidence:
         return None
+    if turned_up:
+        evidence["val_loss_rise"] = rise
+        evidence["best_epoch"] = float(best + 1)
     return finding("overfitting", "high" if rise > 0.5 else "medium", **evidence)
 
 
 UNDERFIT_ACCURACY = 0.7
 UNDERFIT_R2 = 0.5
+UNDERFIT_EPOCHS = 5  # fewer epochs are no evidence of a plateau
+UNDERFIT_PLATEAU = 0.1  # the last third of the run made less than this share of the progress
 
 
 @DETECTORS.register("underfitting")
 def underfitting(facts: RunFacts) -> Finding | None:
-    """The model cannot fit even its training data, and training has levelled off."""
+    """The model cannot fit even its training data: training and validation scores are both
+    poor, and the loss has levelled off (its last third made under UNDERFIT_PLATEAU of the run's
+    progress; a loss still falling steadily is slow convergence, not a capacity limit)."""
     losses = _finite(facts.series("train_loss"))
-    if len(losses) < 4:
+    if len(losses) < UNDERFIT_EPOCHS:
         return None
-    quarter = max(1, len(losses) // 4)
-    levelled = (losses[-quarter - 1] - losses[-1]) / max(abs(losses[-quarter - 1]), 1e-12) < 0.02
+    k = max(2, len(losses) // 3)
+    recent = losses[-k - 1] - losses[-1]
+    total = losses[0] - losses[-1]
+    val = _finite(facts.series("val_loss"))
+    descending = _steady_descent(losses[-k - 1 :]) or (
+        len(val) == len(losses) and _steady_descent(val[-k - 1 :])
+    )
+    if total > LOSS_FLOOR * abs(losses[0]):
+        levelled = recent <= UNDERFIT_PLATEAU * total
+    else:  # hardly any progress: flat unless it walks down steadily (slow convergence)
+        levelled = not descending
+    if not levelled:
+        return None
     if facts.task == "classification":
-        train_acc = facts.series("train_accuracy")
+        train_acc, val_acc = facts.series("train_accuracy"), facts.series("val_accuracy")
         if not train_acc:
             return None
         chance = 1.0 / facts.n_classes if facts.n_classes else 0.0
         limit = max(UNDERFIT_ACCURACY, chance + 0.5 * (1 - chance))
-        if train_acc[-1] < limit and levelled:
+        fitted = _last_mean(train_acc)
+        generalised = _last_mean(val_acc) if val_acc else fitted
+        if fitted < limit and generalised < limit:
             return finding(
-                "underfitting", "medium", train_accuracy=train_acc[-1], accuracy_limit=limit
+                "underfitting",
+                "medium",
+                train_accuracy=fitted,
+                val_accuracy=generalised,
+                accuracy_limit=limit,
             )
         return None
-    r2 = facts.series("train_r2")
-    if r2 and r2[-1] < UNDERFIT_R2 and levelled:
-        return finding("underfitting", "medium", train_r2=r2[-1])
+    r2, val_r2 = facts.series("train_r2"), facts.series("val_r2")
+    if r2 and _last_mean(r2) < UNDERFIT_R2 and (not val_r2 or _last_mean(val_r2) < UNDERFIT_R2):
+        return finding("underfitting", "medium", train_r2=_last_mean(r2))
     return None
 
 
@@ -293,6 +439,8 @@ def underfitting(facts: RunFacts) -> Finding | None:
 
 UNSCALED_MEAN = 5.0
 UNSCALED_STD = (0.05, 20.0)
+UNSCALED_SMALL_SHARE = 0.5  # features that are only too small matter when they are the majority
+CONSTANT_SHARE_ALARM = 0.5  # constant columns are harmless unless most of the input is constant
 IMBALANCE = 10.0
 DUPLICATES = 0.05
 
@@ -300,18 +448,29 @@ DUPLICATES = 0.05
 @DETECTORS.register("data_issue")
 def data_issue(facts: RunFacts) -> Finding | None:
     """Data problems: unscaled features, constant columns, strong class imbalance, rows shared
-    between training and validation/test, non-finite values (numbers from data checks)."""
+    between training and validation/test, non-finite values (numbers from data checks).
+
+    A feature far too large (|mean| > UNSCALED_MEAN or std > UNSCALED_STD[1]) dominates every
+    dot product and is reported alone; features only too small (std < UNSCALED_STD[0], e.g. the
+    rare-ink border pixels of min-max scaled images) are reported when they are most of the
+    input. Constant columns likewise only when most of the input is constant."""
     data = facts.data
     if not data:
         return None
     evidence: dict[str, float | str] = {}
+    features = max(int(data.get("features", 0) or 0), 1)
     if data.get("nonfinite_values", 0) > 0:
         evidence["nonfinite_values"] = float(data["nonfinite_values"])
-    if data.get("unscaled_features", 0) > 0:
-        evidence["unscaled_features"] = float(data["unscaled_features"])
+    unscaled = int(data.get("unscaled_features", 0) or 0)
+    too_large = (
+        float(data.get("max_abs_mean", 0.0)) > UNSCALED_MEAN
+        or float(data.get("max_std", 0.0)) > UNSCALED_STD[1]
+    )
+    if unscaled > 0 and (too_large or unscaled / features >= UNSCALED_SMALL_SHARE):
+        evidence["unscaled_features"] = float(unscaled)
         evidence["max_abs_mean"] = float(data.get("max_abs_mean", 0.0))
         evidence["max_std"] = float(data.get("max_std", 0.0))
-    if data.get("constant_features", 0) > 0:
+    if data.get("constant_features", 0) / features > CONSTANT_SHARE_ALARM:
         evidence["constant_features"] = float(data["constant_features"])
     if data.get("class_imbalance", 1.0) > IMBALANCE:
         evidence["class_imbalance"] = float(data["class_imbalance"])
