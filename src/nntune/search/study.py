@@ -154,7 +154,10 @@ def make_sampler(name: str, params: list[Param], seed: int, workers: int, multi:
 def make_pruner(name: str, epochs: int) -> optuna.pruners.BasePruner:
     pruners = optuna.pruners
     if name == "asha":
-        return pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=3)
+        # first rung at ~1/9 of the epochs (rungs E/9, E/3, E with η = 3): the first epochs of a
+        # warmup or one-cycle schedule say little about where a trial ends (min_resource 1
+        # pruned 30 of 31 MNIST-1D trials at epoch 1-3 in bench/tune.py)
+        return pruners.SuccessiveHalvingPruner(min_resource=max(1, epochs // 9), reduction_factor=3)
     if name == "hyperband":
         return pruners.HyperbandPruner(min_resource=1, max_resource=epochs, reduction_factor=3)
     if name == "median":
