@@ -12,6 +12,7 @@ def main(argv: list[str] | None = None) -> None:
     # importing the verbs registers them on the app
     from nntune.cli import (  # noqa: F401
         _compare,
+        _cv,
         _doctor,
         _evaluate,
         _gradcheck,
