@@ -11,6 +11,7 @@ def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``nntune`` script and of ``python -m nntune``."""
     # importing the verbs registers them on the app
     from nntune.cli import (  # noqa: F401
+        _ablate,
         _compare,
         _cv,
         _doctor,
