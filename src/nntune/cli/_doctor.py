@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from nntune.cli._app import app, stdout
+from nntune.cli._app import app, stderr, stdout
 
 
 @app.command("doctor")
@@ -33,7 +33,12 @@ def doctor_command(
     """Probe training, report problems with evidence and remedies; --repair verifies fixes."""
     from nntune.doctor.doctor import doctor
 
-    report = doctor(config, set_, epochs=epochs, repair=repair, seeds=seeds, out=out)
+    def progress(line: str) -> None:  # stderr: stdout carries only the result
+        stderr.print(line, markup=False)
+
+    report = doctor(
+        config, set_, epochs=epochs, repair=repair, seeds=seeds, out=out, progress=progress
+    )
     if json_out:
         print(json.dumps(report, indent=2))
         return

@@ -19,7 +19,7 @@ import contextlib
 import math
 import statistics
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -108,6 +108,7 @@ def doctor(
     seeds: int = 2,
     out: Path | None = None,
     runs_root: Path = Path("runs"),
+    progress: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Diagnose (and with ``repair`` verify fixes for) a config; returns the contract's JSON
     object and writes it, with repaired.yaml, to ``out`` (default runs/<name>-doctor-<time>/)."""
@@ -122,6 +123,8 @@ def doctor(
     if folder.exists() and any(folder.iterdir()):
         raise ConfigError(f"--out {folder}: exists and is not empty; choose a new folder")
     started = time.perf_counter()
+    say = progress or (lambda line: None)
+    say(f"doctor: probing {base.name} ({base.train.epochs} epochs, seed {base.seed})")
     probe_run = train_probed(base, base.seed)
     report: dict[str, Any] = {
         "healthy": probe_run.report["healthy"],
@@ -132,7 +135,7 @@ def doctor(
         "config": base.name,
     }
     if repair:
-        report["repair"] = verified_repair(base, probe_run, seeds, folder)
+        report["repair"] = verified_repair(base, probe_run, seeds, folder, say)
     report["seconds"] = round(time.perf_counter() - started, 2)
     folder.mkdir(parents=True, exist_ok=True)
     write_json_atomic(folder / "doctor.json", report)
@@ -158,9 +161,16 @@ def candidate_remedies(kind: str, config: Config) -> list[tuple[str, dict[str, A
     return [(f"lr {suggested:g} from the LR range test", {"optimizer.lr": suggested}), *remedies]
 
 
-def verified_repair(base: Config, probe_run: Trial, seeds: int, folder: Path) -> dict[str, Any]:
+def verified_repair(
+    base: Config,
+    probe_run: Trial,
+    seeds: int,
+    folder: Path,
+    say: Callable[[str], None] = lambda line: None,
+) -> dict[str, Any]:
     metric = probe_run.report["score"]["metric"]
     current = base
+    say(f"doctor: baseline on {seeds} seeds")
     runs = [probe_run] + [train_probed(base, base.seed + i) for i in range(1, seeds)]
     before = runs
     problems = sorted(probe_run.report["problems"], key=lambda p: SEVERITY.get(p["severity"], 3))
@@ -176,6 +186,7 @@ def verified_repair(base: Config, probe_run: Trial, seeds: int, folder: Path) ->
             except ConfigError as err:
                 tried.append({"kind": kind, "remedy": label, "changes": changes, "error": str(err)})
                 continue
+            say(f"doctor: {kind}: trying {label}")
             new = [train_probed(candidate, base.seed + i) for i in range(seeds)]
             gone = all(kind not in r.kinds for r in new)
             gain = _mean(new) - _mean(runs)
