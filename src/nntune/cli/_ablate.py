@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from nntune.cli._app import app, stderr, stdout
+from nntune.cli._app import app, progress_printer, stdout
 
 
 @app.command("ablate")
@@ -41,9 +41,6 @@ def ablate_command(
     """
     from nntune.evaluate.ablate import ablate, split_tricks
 
-    def progress(line: str) -> None:
-        stderr.print(line, markup=False)
-
     rows: list[str] | None = None
     if tricks is not None or trick:
         rows = [*(split_tricks(tricks) if tricks is not None else []), *trick]
@@ -53,7 +50,7 @@ def ablate_command(
         seeds=seeds,
         tricks=rows,
         metric=metric,
-        progress=None if quiet else progress,
+        progress=progress_printer(quiet),
     )
     if json_out:
         print(json.dumps(result, indent=2))

@@ -7,6 +7,7 @@ stderr and no traceback; 1 anything else (with the traceback, it is a bug); 130 
 from __future__ import annotations
 
 import traceback
+from collections.abc import Callable
 
 import typer
 from rich.console import Console
@@ -24,6 +25,18 @@ app = typer.Typer(
 
 stderr = Console(stderr=True, highlight=False, soft_wrap=True)
 stdout = Console(highlight=False, soft_wrap=True)
+
+
+def progress_printer(quiet: bool = False) -> Callable[[str], None] | None:
+    """Progress lines for long commands, on stderr (stdout carries only the result); None when
+    ``quiet``."""
+    if quiet:
+        return None
+
+    def progress(line: str) -> None:
+        stderr.print(line, markup=False)
+
+    return progress
 
 
 def fail(message: str) -> None:

@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from nntune.cli._app import app, stderr, stdout
+from nntune.cli._app import app, progress_printer, stdout
 
 
 @app.command("compare")
@@ -43,16 +43,13 @@ def compare_command(
     """
     from nntune.evaluate.compare import compare
 
-    def progress(line: str) -> None:
-        stderr.print(line, markup=False)
-
     result = compare(
         config_a,
         config_b,
         seeds=seeds,
         overrides=set_,
         metric=metric,
-        progress=None if quiet else progress,
+        progress=progress_printer(quiet),
     )
     if json_out:
         print(json.dumps(result, indent=2))

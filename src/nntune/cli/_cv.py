@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from nntune.cli._app import app, stderr, stdout
+from nntune.cli._app import app, progress_printer, stdout
 
 
 @app.command("cv")
@@ -37,9 +37,6 @@ def cv_command(
     """
     from nntune.evaluate.cv import cross_validate
 
-    def progress(line: str) -> None:
-        stderr.print(line, markup=False)
-
     result = cross_validate(
         config,
         set_,
@@ -47,7 +44,7 @@ def cv_command(
         repeats=repeats,
         loo=loo,
         metric=metric,
-        progress=None if quiet else progress,
+        progress=progress_printer(quiet),
     )
     if json_out:
         print(json.dumps(result, indent=2))

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from nntune.cli._app import app, stderr, stdout
+from nntune.cli._app import app, progress_printer, stdout
 
 
 @app.command("doctor")
@@ -33,11 +33,14 @@ def doctor_command(
     """Probe training, report problems with evidence and remedies; --repair verifies fixes."""
     from nntune.doctor.doctor import doctor
 
-    def progress(line: str) -> None:  # stderr: stdout carries only the result
-        stderr.print(line, markup=False)
-
     report = doctor(
-        config, set_, epochs=epochs, repair=repair, seeds=seeds, out=out, progress=progress
+        config,
+        set_,
+        epochs=epochs,
+        repair=repair,
+        seeds=seeds,
+        out=out,
+        progress=progress_printer(),
     )
     if json_out:
         print(json.dumps(report, indent=2))

@@ -187,6 +187,17 @@ def frame_to_array(frame: pd.DataFrame, part: str, dataset: str) -> np.ndarray:
     return values
 
 
+def load_raw(data: DataConfig) -> RawDataset:
+    """The dataset a data config names, as loaded (before splits and preprocessing)."""
+    return load_dataset(
+        data.dataset,
+        target=data.target,
+        features=data.features,
+        n_samples=data.n_samples,
+        noise=data.noise,
+    )
+
+
 def prepare_data(
     data: DataConfig,
     seed: int,
@@ -198,13 +209,7 @@ def prepare_data(
     ``val`` (raw features and targets) replaces the validation split.
     """
     if raw is None:
-        raw = load_dataset(
-            data.dataset,
-            target=data.target,
-            features=data.features,
-            n_samples=data.n_samples,
-            noise=data.noise,
-        )
+        raw = load_raw(data)
     extra = [y for y in (raw.y_test, val[1] if val else None) if y is not None]
     y_all = np.concatenate([raw.y, *extra]) if extra else raw.y
     task = data.task if data.task != "auto" else (raw.task or infer_task(y_all))

@@ -170,18 +170,12 @@ def _check_counts(folds: int, repeats: int, loo: bool) -> None:
 def _pool(config: Config) -> tuple[Any, np.ndarray, str]:
     """The raw training part of the config's data (a RawDataset with ``task`` set), its class
     codes (classification; zeros for regression) and a note on what was left out."""
-    from nntune.data.datasets import RawDataset, load_dataset
-    from nntune.data.pipeline import encode_targets, infer_task
+    from nntune.data.datasets import RawDataset
+    from nntune.data.pipeline import encode_targets, infer_task, load_raw
     from nntune.data.splits import split_off, subsample
 
     data = config.data
-    raw = load_dataset(
-        data.dataset,
-        target=data.target,
-        features=data.features,
-        n_samples=data.n_samples,
-        noise=data.noise,
-    )
+    raw = load_raw(data)
     # task and class codes as prepare_data finds them, so the test part is the one it holds out
     y_all = raw.y if raw.y_test is None else np.concatenate([raw.y, raw.y_test])
     task = data.task if data.task != "auto" else (raw.task or infer_task(y_all))

@@ -46,7 +46,22 @@ def _count(n: int, size: int) -> int:
     return full + (1 if rest > 1 else 0)
 
 
-class TensorBatches:
+class _SizedBatches:
+    """What both batch sources share: a batch-size rule, and the lr factor that follows it."""
+
+    sizes: BatchSizes
+
+    def steps_in_epoch(self, epoch: int) -> int:
+        raise NotImplementedError
+
+    def __len__(self) -> int:
+        return self.steps_in_epoch(0)
+
+    def lr_factor(self, epoch: int) -> float:
+        return self.sizes.lr_factor(epoch)
+
+
+class TensorBatches(_SizedBatches):
     """Shuffled mini-batches by indexing tensors that live on the training device.
 
     This is the fast path (no collation, no worker processes). A last batch of a single sample
@@ -77,12 +92,6 @@ class TensorBatches:
             return max(1, round(self.n / min((low + high) / 2, self.n)))
         return _count(self.n, self.size_at(epoch))
 
-    def __len__(self) -> int:
-        return self.steps_in_epoch(0)
-
-    def lr_factor(self, epoch: int) -> float:
-        return self.sizes.lr_factor(epoch)
-
     def epoch(
         self, gen: torch.Generator, epoch: int = 0
     ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
@@ -100,7 +109,7 @@ class TensorBatches:
             yield self.x[index], self.y[index]
 
 
-class LoaderBatches:
+class LoaderBatches(_SizedBatches):
     """Batches from a map-style Dataset through a DataLoader, shuffled by the run's generator
     (so resuming at an epoch boundary replays the same order)."""
 
@@ -120,12 +129,6 @@ class LoaderBatches:
 
     def steps_in_epoch(self, epoch: int) -> int:
         return math.ceil(self.n / self.sizes.at(epoch))
-
-    def __len__(self) -> int:
-        return self.steps_in_epoch(0)
-
-    def lr_factor(self, epoch: int) -> float:
-        return self.sizes.lr_factor(epoch)
 
     def epoch(
         self, gen: torch.Generator, epoch: int = 0
