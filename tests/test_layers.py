@@ -99,3 +99,7 @@ def test_heavy_or_framework_imports_stay_in_their_layer(path: Path) -> None:
             assert source == "search", f"{path}:{line}: only search imports optuna"
         if root in ("matplotlib", "plotly"):
             assert source == "report", f"{path}:{line}: only report imports plotting libraries"
+        if root in ("tensorboard", "mlflow") or name.startswith("torch.utils.tensorboard"):
+            assert path.name == "tracking.py" or source == "report", (
+                f"{path}:{line}: only the tracking callback (and report) import the trackers"
+            )

@@ -19,6 +19,7 @@ def main(argv: list[str] | None = None) -> None:
         _gradcheck,
         _list,
         _lr_find,
+        _report,
         _schema,
         _train,
         _tune,

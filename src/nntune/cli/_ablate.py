@@ -34,13 +34,20 @@ def ablate_command(
     ),
     json_out: bool = typer.Option(False, "--json", help="print the result as JSON only"),
     quiet: bool = typer.Option(False, "--quiet", help="no line per finished training"),
+    out: Path | None = typer.Option(
+        None,
+        "--out",
+        help="folder for ablate.json and report.html (default: runs/<name>-ablate-<time>)",
+    ),
 ) -> None:
     """Do the recipe's tricks matter? Trains the full recipe and, per row, the recipe with one
     trick switched off, on the same seeds, and tests each row against the full recipe
     (two-sided paired t-test at alpha 0.05, direction-aware).
     """
     from nntune.evaluate.ablate import ablate, split_tricks
+    from nntune.report import result_folder, save_result
 
+    folder = result_folder(out, f"{config.stem}-ablate")
     rows: list[str] | None = None
     if tricks is not None or trick:
         rows = [*(split_tricks(tricks) if tricks is not None else []), *trick]
@@ -52,16 +59,19 @@ def ablate_command(
         metric=metric,
         progress=progress_printer(quiet),
     )
+    report = save_result("ablate", result, folder)
     if json_out:
         print(json.dumps(result, indent=2))
         return
     if not result["rows"]:
         stdout.print(result["message"], markup=False)
+        stdout.print(f"report: {report}", markup=False)
         return
     stdout.print(result_table(result))
     for row in result["rows"]:
         stdout.print(f"{row['trick']}: {row['summary']}; {row['verdict']}", markup=False)
     stdout.print(f"verdicts: {result['test']}", markup=False)
+    stdout.print(f"report: {report}", markup=False)
 
 
 def _p(value: Any) -> str:

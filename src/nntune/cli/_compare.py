@@ -32,6 +32,11 @@ def compare_command(
     ),
     json_out: bool = typer.Option(False, "--json", help="print the result as JSON only"),
     quiet: bool = typer.Option(False, "--quiet", help="no line per finished training"),
+    out: Path | None = typer.Option(
+        None,
+        "--out",
+        help="folder for compare.json and report.html (default: runs/<name>-compare-<time>)",
+    ),
 ) -> None:
     """Is config A better than config B? Trains both on the same seeds (same splits) and tests
     the paired differences of a test metric.
@@ -42,6 +47,9 @@ def compare_command(
     Cohen's d of the differences.
     """
     from nntune.evaluate.compare import compare
+    from nntune.report import result_folder, save_result
+
+    folder = result_folder(out, f"{config_a.stem}-vs-{config_b.stem}-compare")
 
     result = compare(
         config_a,
@@ -51,12 +59,14 @@ def compare_command(
         metric=metric,
         progress=progress_printer(quiet),
     )
+    report = save_result("compare", result, folder)
     if json_out:
         print(json.dumps(result, indent=2))
         return
     stdout.print(result_table(result))
     for line in result_lines(result):
         stdout.print(line, markup=False)
+    stdout.print(f"report: {report}", markup=False)
 
 
 def _p(value: Any) -> str:

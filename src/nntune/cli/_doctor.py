@@ -77,5 +77,6 @@ def report_lines(report: dict) -> list[str]:
             lines.append(f"repaired {repair['before']} → {repair['after']}: {repair['config']}")
         else:
             lines.append("repaired nothing verified; the config is unchanged")
-    lines.append(f"report   {report['folder']}/doctor.json")
+    lines.append(f"result   {report['folder']}/doctor.json")
+    lines.append(f"report   {report['folder']}/report.html")
     return lines

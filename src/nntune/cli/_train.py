@@ -25,8 +25,11 @@ def train_command(
     ),
     json_out: bool = typer.Option(False, "--json", help="print summary.json only"),
     quiet: bool = typer.Option(False, "--quiet", help="no progress bar"),
+    report: bool = typer.Option(
+        True, "--report/--no-report", help="write report.html into the run folder at the end"
+    ),
 ) -> None:
-    """Train a model from a config and write a run folder."""
+    """Train a model from a config and write a run folder (with report.html)."""
     from nntune.train import Trainer
 
     if out is not None and resume is not None:
@@ -43,6 +46,11 @@ def train_command(
             )
         raise
     summary = result.summary
+    report_path = None
+    if report and result.run_dir is not None:
+        from nntune.report import write_report
+
+        report_path = write_report(result.run_dir)
     if json_out:
         print(json.dumps(summary, indent=2))
         return
@@ -50,6 +58,8 @@ def train_command(
         return
     for line in summary_lines(summary):
         stdout.print(line, markup=False)
+    if report_path is not None:
+        stdout.print(f"report   {report_path}", markup=False)
 
 
 def summary_lines(summary: dict) -> list[str]:

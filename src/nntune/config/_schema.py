@@ -176,6 +176,20 @@ class TrainConfig(Section):
         False, description="probe the run and report problems (as nntune doctor) in the summary"
     )
     probe_every: int = Field(10, ge=1, description="the doctor's probe samples every N steps")
+    log_to: list[Literal["tensorboard", "mlflow"]] = Field(
+        default_factory=list,
+        description=(
+            "experiment trackers that also get the logged scalars, the hyperparameters and the "
+            "final metrics: tensorboard (<run folder>/tensorboard/), mlflow"
+        ),
+    )
+    mlflow_uri: str | None = Field(
+        None,
+        description="MLflow tracking URI (default: sqlite:///<run folder>/mlflow.db)",
+    )
+    mlflow_experiment: str | None = Field(
+        None, description="MLflow experiment name (default: the run's name)"
+    )
 
     @field_validator("random_batch_size")
     @classmethod
@@ -191,6 +205,19 @@ class TrainConfig(Section):
         if self.ema is not None and self.swa is not None:
             raise ValueError("ema and swa are two weight averages: choose one")
         return self
+
+    @field_validator("log_to", mode="before")
+    @classmethod
+    def _one_tracker_is_a_list(cls, value: Any) -> Any:
+        # `log_to: mlflow` (or --set train.log_to=mlflow) means [mlflow]; null means none
+        if value is None:
+            return []
+        return [value] if isinstance(value, str) else value
+
+    @field_validator("log_to")
+    @classmethod
+    def _each_tracker_once(cls, trackers: list[str]) -> list[str]:
+        return list(dict.fromkeys(trackers))
 
     @field_validator("device")
     @classmethod

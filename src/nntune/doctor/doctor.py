@@ -111,7 +111,8 @@ def doctor(
     progress: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Diagnose (and with ``repair`` verify fixes for) a config; returns the contract's JSON
-    object and writes it, with repaired.yaml, to ``out`` (default runs/<name>-doctor-<time>/)."""
+    object and writes it, with repaired.yaml and report.html, to ``out`` (default
+    runs/<name>-doctor-<time>/)."""
     if seeds < 2 and repair:
         raise ConfigError(f"--seeds {seeds}: a verified repair needs at least 2 seeds")
     if epochs is not None and epochs < 1:
@@ -139,6 +140,9 @@ def doctor(
     report["seconds"] = round(time.perf_counter() - started, 2)
     folder.mkdir(parents=True, exist_ok=True)
     write_json_atomic(folder / "doctor.json", report)
+    from nntune.report import write_report
+
+    write_report(folder)
     report["folder"] = str(folder)
     return report
 

@@ -23,7 +23,12 @@ from nntune.config import Config, validate_config
 from nntune.data import DataBundle, prepare_data
 from nntune.errors import ConfigError, DataError, NntuneError, RunFolderError
 from nntune.evaluate.cost import model_cost
-from nntune.evaluate.scores import classification_scores, finite_or_none, regression_scores
+from nntune.evaluate.scores import (
+    classification_scores,
+    finite_or_none,
+    regression_scores,
+    roc_curves,
+)
 from nntune.losses import LOSSES, Loss, build_loss
 from nntune.train import load_run
 from nntune.train.build import as_reconstruction, is_reconstruction
@@ -43,6 +48,7 @@ def evaluate_run(
     *,
     cost: bool = True,
     threads: int | None = None,
+    curves: bool = False,
 ) -> dict[str, Any]:
     """Evaluate the ``checkpoint`` (``best`` or ``last``) of a run folder on its ``split``
     (``test``, ``val`` or ``train``; the training part without augmentation).
@@ -52,6 +58,7 @@ def evaluate_run(
     ``recall``, ``f1``, ``auc``, ``pr_auc``, ``log_loss`` (classification) or ``rmse``, ``mae``,
     ``r2`` (regression); undefined values are None. ``cost=False`` leaves out the cost;
     ``threads`` sets torch's threads for the timings (default: torch's current setting).
+    ``curves=True`` adds ``roc`` (classification: one-vs-rest ROC curves, for reports).
     ``last`` of a run with train.ema/swa is its weight average, as the run ended with.
     Raises :class:`~nntune.errors.NntuneError` subclasses on bad input.
     """
@@ -101,6 +108,9 @@ def evaluate_run(
         labels = loss.predict_labels(outputs).cpu().numpy()
         probs = loss.probabilities(outputs).cpu().numpy()
         scores = classification_scores(y.cpu().numpy(), probs, labels, bundle.class_names)
+        if curves:
+            names = [row["class"] for row in scores["per_class"]]
+            result["roc"] = roc_curves(y.cpu().numpy(), probs, names)
     else:
         scores = regression_scores(y.cpu().numpy(), outputs.float().cpu().numpy())
         scores.update(per_class=[], confusion_matrix=None)

@@ -109,6 +109,37 @@ def classification_scores(
     }
 
 
+def roc_curves(
+    y_true: np.ndarray, probabilities: np.ndarray, class_names: list[str], points: int = 200
+) -> list[dict[str, Any]]:
+    """One-vs-rest ROC curves (``roc_curve``) of every class that has both positive and negative
+    targets: ``[{"class", "auc", "fpr", "tpr"}]``; a binary task gives the positive class only.
+    Curves longer than ``points`` are thinned evenly (their ends kept) to keep reports small."""
+    from sklearn.metrics import roc_auc_score, roc_curve
+
+    y = np.asarray(y_true).reshape(-1).astype(np.int64)
+    probs = np.asarray(probabilities, dtype=np.float64)
+    k = probs.shape[1]
+    curves = []
+    for i in [1] if k == 2 else range(k):
+        positive = y == i
+        if positive.all() or not positive.any():
+            continue  # a class absent (or alone) in the targets has no ROC curve
+        fpr, tpr, _ = roc_curve(positive, probs[:, i])
+        if len(fpr) > points:
+            keep = np.unique(np.linspace(0, len(fpr) - 1, points).round().astype(int))
+            fpr, tpr = fpr[keep], tpr[keep]
+        curves.append(
+            {
+                "class": class_names[i] if i < len(class_names) else str(i),
+                "auc": float(roc_auc_score(positive, probs[:, i])),
+                "fpr": [round(float(v), 5) for v in fpr],
+                "tpr": [round(float(v), 5) for v in tpr],
+            }
+        )
+    return curves
+
+
 def regression_scores(y_true: np.ndarray, predictions: np.ndarray) -> dict[str, Any]:
     """``{"metrics": {"rmse", "mae", "r2"}}`` (several outputs: scikit-learn's uniform average
     over them; rmse is the square root of the averaged mean squared error, as in training)."""

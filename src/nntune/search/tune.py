@@ -7,7 +7,8 @@ runs/<study>/
     best.yaml        the best trial's fully resolved config, trainable as is
     trials.csv       one row per trial (Optuna's trials_dataframe)
     summary.json     best value and params, counts, seconds, importances (and retrain)
-    study.html       optimization history, importances, parallel coordinates, contour
+    report.html      the study report (nntune.report): summary, trials, Optuna's plots
+    study.html       the same page, under the name `nntune tune` has always written
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ import optuna
 from nntune.config import Config, config_to_dict, config_to_yaml, load_config
 from nntune.errors import ConfigError, NntuneError
 from nntune.records import StudyResult
+from nntune.report.study import write_study_report
 from nntune.search.space import (
     candidate_names,
     component_of,
@@ -231,6 +233,7 @@ def tune(
         summary = json.loads((study_dir / "summary.json").read_text())
         summary["retrain"] = retrain
         write_json_atomic(study_dir / "summary.json", summary)
+        write_study_report(study_dir)
         result.retrain = retrain
     if interrupted:
         raise KeyboardInterrupt
@@ -339,7 +342,7 @@ def write_outputs(job: Job, study_dir: Path, seconds: float) -> StudyResult:
     if failures:
         summary["failures"] = failures
     write_json_atomic(study_dir / "summary.json", summary)
-    write_study_html(study, study_dir / "study.html", job)
+    write_study_report(study_dir)
     return StudyResult(
         study=job.study,
         best_value=summary["best_value"],
@@ -371,19 +374,28 @@ def _importances(study: optuna.Study, multi: bool) -> dict[str, float]:
     return {k: round(float(v), 4) for k, v in found.items()}
 
 
-def write_study_html(study: optuna.Study, path: Path, job: Job) -> None:
-    """Optuna's plots in one self-contained page (plotly.js inlined: it opens offline)."""
-    import html
+def folder_storage(study_dir: Path, summary: Mapping[str, Any]) -> str:
+    """The storage URL of a study folder's study (its journal file unless a database)."""
+    storage = str(summary.get("storage") or "journal file")
+    return f"journal:{study_dir / 'study.journal'}" if storage == "journal file" else storage
 
+
+def study_figures(study_dir: Path, summary: Mapping[str, Any]) -> list[tuple[str, Any]]:
+    """Optuna's plots of a study folder's study (plotly figures, titled), those its trials
+    allow: history and pruning curves (or the Pareto front), importances, parallel
+    coordinates, contour. The report (:mod:`nntune.report.study`) lays them out."""
     from optuna import visualization as vis
 
+    storage = make_storage(folder_storage(study_dir, summary))
+    study = optuna.load_study(study_name=str(summary["study"]), storage=storage)
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # "too few trials" warnings
+    objectives = list(summary.get("objectives") or [summary.get("metric") or "value"])
     complete = study.get_trials(deepcopy=False, states=(STATES.COMPLETE,))
-    multi = len(job.objectives) > 1
-    figures: list[tuple[str, Any]] = []
+    multi = len(objectives) > 1
     plots: list[tuple[str, Any]] = []
     if multi:
         plots.append(
-            ("Pareto front", lambda: vis.plot_pareto_front(study, target_names=job.objectives))
+            ("Pareto front", lambda: vis.plot_pareto_front(study, target_names=objectives))
         )
     else:
         plots += [
@@ -391,7 +403,7 @@ def write_study_html(study: optuna.Study, path: Path, job: Job) -> None:
             ("Intermediate values (pruning)", lambda: vis.plot_intermediate_values(study)),
         ]
     target = (lambda t: t.values[0]) if multi else None
-    name = job.objectives[0]
+    name = objectives[0]
     plots += [
         (
             "Parameter importances",
@@ -403,32 +415,17 @@ def write_study_html(study: optuna.Study, path: Path, job: Job) -> None:
         ),
         ("Contour", lambda: vis.plot_contour(study, target=target, target_name=name)),
     ]
+    figures: list[tuple[str, Any]] = []
     for title, make in plots:
         if len(complete) < 2 and title != "Optimization history":
             continue
         try:
-            figures.append((title, make()))
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                figures.append((title, make()))
         except (ValueError, RuntimeError, ZeroDivisionError, KeyError):
             continue  # a plot that needs more trials or parameters than the study has
-    parts = [
-        "<!doctype html><html><head><meta charset='utf-8'>",
-        f"<title>nntune study {html.escape(job.study)}</title>",
-        "<style>body{font-family:system-ui,sans-serif;margin:2em;max-width:1100px}</style>",
-        "</head><body>",
-        f"<h1>Study {html.escape(job.study)}</h1>",
-        f"<p>{len(study.trials)} trials; objectives: {html.escape(', '.join(job.objectives))} "
-        f"({html.escape(', '.join(job.directions))}); sampler {job.sampler}, pruner "
-        f"{job.pruner}.</p>",
-    ]
-    first = True
-    for title, figure in figures:
-        parts.append(f"<h2>{html.escape(title)}</h2>")
-        parts.append(figure.to_html(full_html=False, include_plotlyjs=first))
-        first = False
-    if not figures:
-        parts.append("<p>No trial has finished yet.</p>")
-    parts.append("</body></html>")
-    write_text_atomic(path, "\n".join(parts))
+    return figures
 
 
 def retrain_best(best_config: Path, seeds: int, study_dir: Path) -> dict[str, Any]:

@@ -46,6 +46,7 @@ from nntune.train.callbacks import (
     ProgressBar,
 )
 from nntune.train.callbacks.doctor import DoctorProbe
+from nntune.train.callbacks.tracking import Tracking, check_trackers, hyperparameters
 from nntune.train.checkpoint import load_checkpoint, write_json_atomic, write_text_atomic
 from nntune.train.engine import Engine, EngineSettings, horizon
 from nntune.train.evaluate import evaluate
@@ -244,6 +245,7 @@ class Trainer:
         self.run_dir: Path | None = None
         # what the doctor's detectors found (train.doctor: true), also after a failed run
         self.doctor: dict[str, Any] | None = None
+        self.failed_summary: dict[str, Any] | None = None  # summary.json of a failed run
         if (val_data is not None or test_data is not None) and data is None:
             raise DataError("val_data/test_data need data (the training data) too")
 
@@ -300,6 +302,10 @@ class Trainer:
             val = (bundle.x_val.to(device), bundle.y_val.to(device))
 
         schedule(horizon(batches, settings))  # schedule errors now, before any file exists
+        # experiment trackers log what the run folder holds: only runs that write one track
+        track = config.train.log_to if self.write else []
+        if track:
+            check_trackers(track, config.train.mlflow_uri)  # before any file exists, too
         run_dir = self._run_dir(config) if self.write else None
         self.run_dir = run_dir
         meta = self._meta(config, bundle)
@@ -330,6 +336,16 @@ class Trainer:
                 )
             )
             callbacks.append(MetricsLog(run_dir / METRICS))
+        tracking = None
+        if run_dir is not None and track:
+            tracking = Tracking(
+                run_dir,
+                track,
+                hyperparameters(config_to_dict(config)),
+                config.train.mlflow_uri,
+                config.train.mlflow_experiment or config.name or run_dir.name,
+            )
+            callbacks.append(tracking)
         if self.progress:
             callbacks.append(ProgressBar(config.name or "train", monitor))
         engine = Engine(
@@ -353,6 +369,39 @@ class Trainer:
         self.bundle = bundle
         self.config = config
         try:
+            if tracking is not None:
+                tracking.open(engine.state.epoch)  # outside the training time the run measures
+            history, summary = self._train(engine, config, bundle, parts, device, run_dir, probe)
+            if tracking is not None:
+                tracking.finish(summary)
+        except TrainingError:
+            if tracking is not None and self.failed_summary is not None:
+                tracking.finish(self.failed_summary)
+            raise
+        finally:
+            if tracking is not None:
+                tracking.close()  # interrupted: the MLflow run is marked KILLED
+        self.model = parts.model
+        self.bundle = bundle
+        self.config = config
+        return RunResult(run_dir=run_dir, summary=summary, history=history)
+
+    # --- pieces -------------------------------------------------------------------------------
+
+    def _train(
+        self,
+        engine: Engine,
+        config: Config,
+        bundle: DataBundle,
+        parts: RunParts,
+        device: torch.device,
+        run_dir: Path | None,
+        probe: DoctorProbe | None,
+    ) -> tuple[Any, dict[str, Any]]:
+        """Train, then write summary.json (also when training fails: then it is kept in
+        ``failed_summary`` and the error goes on)."""
+        self.failed_summary = None
+        try:
             history = engine.fit()
         except TrainingError as err:
             if probe is not None:
@@ -362,18 +411,14 @@ class Trainer:
                 if self.doctor is not None:
                     summary["doctor"] = self.doctor
                 write_json_atomic(run_dir / SUMMARY, summary)
+                self.failed_summary = summary
             raise
         summary = self._summary(config, bundle, engine, parts, device, run_dir, None)
         if probe is not None:
             self.doctor = summary["doctor"] = doctor_findings(config, bundle, engine, probe, None)
         if run_dir is not None:
             write_json_atomic(run_dir / SUMMARY, summary)
-        self.model = parts.model
-        self.bundle = bundle
-        self.config = config
-        return RunResult(run_dir=run_dir, summary=summary, history=history)
-
-    # --- pieces -------------------------------------------------------------------------------
+        return history, summary
 
     def _config(self) -> Config:
         if self.resume is not None:
