@@ -27,8 +27,8 @@ demo: install                        ## train the example recipe on MNIST-1D
 	$(VENV)/bin/nntune train examples/mnist1d.yaml
 
 lint: dev
-	$(VENV)/bin/ruff check src tests bench
-	$(VENV)/bin/ruff format --check src tests bench
+	$(VENV)/bin/ruff check src tests bench docs
+	$(VENV)/bin/ruff format --check src tests bench docs
 
 typecheck: dev
 	$(VENV)/bin/mypy src/nntune

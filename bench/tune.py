@@ -69,6 +69,9 @@ def run_study(args: argparse.Namespace, method: str, repeat: int, root: Path) ->
         "search.space": {},
         "search.metric": "val_accuracy",
         "search.direction": "auto",
+        # each method searches from scratch: the recipe as every study's first trial would hand
+        # all of them the same head start and measure the recipe, not the search
+        "search.start_from_config": False,
         "seed": repeat,
     }
     if args.epochs is not None:

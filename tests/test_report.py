@@ -87,7 +87,7 @@ def test_run_report_holds_the_runs_numbers(runs: Path) -> None:
 
     folder = runs / "iris-run"
     page = (folder / "report.html").read_text()
-    evaluation = evaluate_run(folder, "test", cost=False)
+    evaluation = evaluate_run(folder, "test", "last", cost=False)  # the weights summary measured
     summary = json.loads((folder / "summary.json").read_text())
     assert f"Run {summary['name']}" in page
     for section in ("Curves", "Evaluation (test split", "Cost", "Doctor", "Config"):
@@ -98,6 +98,7 @@ def test_run_report_holds_the_runs_numbers(runs: Path) -> None:
         for count in row:
             assert f">{count}<" in page
     assert "lr: 0.02" in page  # the config, verbatim
+    assert evaluation["metrics"]["accuracy"] == summary["test"]["accuracy"]
     assert f"{evaluation['metrics']['accuracy']:.4g}" in page
 
 

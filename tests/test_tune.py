@@ -322,3 +322,31 @@ def test_cli_prints_the_study_and_best_config_trains(in_tmp: Path, tiny: dict, c
     assert "trial    0" in done.stderr  # one line per finished trial, on stderr
     result = nntune.train(in_tmp / "runs" / "tiny" / "best.yaml", out=in_tmp / "again")
     assert result.summary["status"] == "completed"
+
+
+def test_a_new_study_starts_from_the_configs_own_values(in_tmp: Path, tiny: dict) -> None:
+    """Trial 0 is the recipe itself (where the space holds its values); a re-run adds none."""
+    config = tiny_study_config(tiny)  # optimizer adam, lr 0.01: both inside SPACE
+    tune(config, trials=3, sampler="random", pruner="none", quiet=True)
+    trials = load(Path("runs/tiny")).trials
+    assert trials[0].params == {"optimizer.lr": 0.01, "optimizer.name": "adam"}
+    assert trials[0].user_attrs["start"] == "the config's own values"
+    assert all("start" not in t.user_attrs for t in trials[1:])
+    tune(config, trials=5, sampler="random", pruner="none", quiet=True)
+    trials = load(Path("runs/tiny")).trials
+    assert len(trials) == 5 and sum("start" in t.user_attrs for t in trials) == 1
+
+
+def test_start_from_config_can_be_switched_off_and_skips_values_outside_the_space(
+    in_tmp: Path, tiny: dict
+) -> None:
+    from nntune.search.space import config_point, parse_space
+
+    params = parse_space({**SPACE, "train.batch_size": {"choice": [64, 128]}})
+    config = {"optimizer": {"name": "sgd", "lr": 0.5}, "train": {"batch_size": 64}}
+    assert config_point(params, config) == {"train.batch_size": 64}  # sgd, lr 0.5: outside
+
+    off = tiny_study_config(tiny)
+    off["search"]["start_from_config"] = False
+    tune(off, trials=2, sampler="random", pruner="none", quiet=True)
+    assert all("start" not in t.user_attrs for t in load(Path("runs/tiny")).trials)

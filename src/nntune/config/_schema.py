@@ -251,6 +251,11 @@ class SearchConfig(Section):
         description="two or more objectives for a multi-objective study (logged metrics, "
         "parameters, seconds); replaces metric",
     )
+    start_from_config: bool = Field(
+        True,
+        description="a new study's first trial is the config's own values (where the space "
+        "holds them), so the search starts from the recipe; not with the grid sampler",
+    )
 
     @field_validator("objectives")
     @classmethod

@@ -58,14 +58,16 @@ def write_report(
 
 
 def result_folder(out: Path | None, name: str, runs_root: Path = Path("runs")) -> Path:
-    """The folder a command's result goes to: ``out``, or ``runs_root/<name>-<time>``; checked
-    before anything runs, so that no earlier result is overwritten."""
-    import time
+    """The folder a command's result goes to, checked before anything runs so that no earlier
+    result is overwritten: ``out`` (new or empty), or a new ``runs_root/<name>-<time>``
+    (created now, with a numeric suffix when two commands start in the same second)."""
+    from nntune.train.rundir import new_run_dir
 
-    folder = out or runs_root / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
-    if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
-        raise ConfigError(f"--out {folder}: exists and is not empty; choose a new folder")
-    return folder
+    if out is None:
+        return new_run_dir(name, None, runs_root)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise ConfigError(f"--out {out}: exists and is not empty; choose a new folder")
+    return out
 
 
 def save_result(kind: str, result: dict[str, Any], folder: Path) -> Path:

@@ -46,7 +46,8 @@ def is_run_folder(folder: Path) -> bool:
 
 
 def run_report(folder: Path, *, evaluate: bool = True) -> Page:
-    """The page of a run folder. ``evaluate`` re-scores the best checkpoint on the test split
+    """The page of a run folder. ``evaluate`` re-scores the weights summary.json measured
+    (checkpoints/last.pt, or best.pt when early stopping restored it) on the test split
     (confusion matrix, ROC curves, per-class table, cost); without it or when that is not
     possible, the report says why and shows what the folder holds."""
     if not is_run_folder(folder):
@@ -95,7 +96,8 @@ def run_report(folder: Path, *, evaluate: bool = True) -> Page:
         page.chart(svg, "Per-epoch values from metrics.jsonl.")
 
     if evaluate:
-        _evaluation(page, folder)
+        # the weights summary.json measured: the final ones, or the best when restored
+        _evaluation(page, folder, "best" if summary.get("restored") else "last")
 
     doctor = summary.get("doctor")
     if doctor:
@@ -139,15 +141,15 @@ def _remedy(remedy: Any) -> str:
     return str(remedy)
 
 
-def _evaluation(page: Page, folder: Path) -> None:
+def _evaluation(page: Page, folder: Path, checkpoint: str) -> None:
     from nntune.evaluate import evaluate_run
 
-    page.heading("Evaluation (test split, best checkpoint)")
+    page.heading(f"Evaluation (test split, checkpoints/{checkpoint}.pt)")
     try:
-        result = evaluate_run(folder, "test", curves=True)
+        result = evaluate_run(folder, "test", checkpoint, curves=True)
     except NntuneError as err:
         try:
-            result = evaluate_run(folder, "val", curves=True)
+            result = evaluate_run(folder, "val", checkpoint, curves=True)
         except NntuneError:
             page.text(f"Not evaluated: {err}", "muted")
             return

@@ -253,6 +253,29 @@ def decode_params(params: list[Param], values: Mapping[str, Any]) -> dict[str, A
     return decoded
 
 
+def config_point(params: list[Param], config: Mapping[str, Any]) -> dict[str, Any]:
+    """The config's own values of the searched keys (as Optuna stores them), for those keys
+    whose value the config sets and the space contains: the study's first trial, so a search
+    starts from the user's recipe and cannot end with a best trial worse than it."""
+    point: dict[str, Any] = {}
+    for param in params:
+        value: Any = config
+        for part in param.key.split("."):
+            if not isinstance(value, Mapping) or part not in value:
+                break
+            value = value[part]
+        else:
+            if param.kind == "choice":
+                if _encode(value) in param.encoded_choices:
+                    point[param.key] = _encode(value)
+                continue
+            assert param.bounds is not None
+            number = isinstance(value, int | float) and not isinstance(value, bool)
+            if number and param.bounds[0] <= value <= param.bounds[1]:
+                point[param.key] = int(value) if param.kind in ("int", "logint") else float(value)
+    return point
+
+
 # --- the default space -------------------------------------------------------------------------
 
 

@@ -35,6 +35,7 @@ from nntune.report.study import write_study_report
 from nntune.search.space import (
     candidate_names,
     component_of,
+    config_point,
     decode_params,
     default_space,
     grid_space,
@@ -218,7 +219,8 @@ def tune(
     _prepare_folder(study_dir, base)
     # the parent creates the study (and a database's tables) before any worker starts: workers
     # racing to create the schema collide on PostgreSQL
-    open_study(job, parse_space(job.space))
+    study = open_study(job, parse_space(job.space))
+    _start_from_config(study, job, base, options)
     interrupted = False
     try:
         if options.workers == 1:
@@ -238,6 +240,16 @@ def tune(
     if interrupted:
         raise KeyboardInterrupt
     return result
+
+
+def _start_from_config(study: optuna.Study, job: Job, base: Config, options: TuneOptions) -> None:
+    """Enqueue the config's own point as a new study's first trial (search.start_from_config;
+    the grid sampler keeps to its grid)."""
+    if not base.search.start_from_config or options.sampler == "grid" or study.trials:
+        return
+    point = config_point(parse_space(job.space), config_to_dict(base))
+    if point:
+        study.enqueue_trial(point, user_attrs={"start": "the config's own values"})
 
 
 def _run_workers(job: Job, study_dir: Path, workers: int) -> None:
