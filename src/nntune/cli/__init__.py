@@ -13,6 +13,7 @@ def main(argv: list[str] | None = None) -> None:
     from nntune.cli import (  # noqa: F401
         _ablate,
         _compare,
+        _compress,
         _cv,
         _doctor,
         _evaluate,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import traceback
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 
 import typer
 from rich.console import Console
@@ -37,6 +38,15 @@ def progress_printer(quiet: bool = False) -> Callable[[str], None] | None:
         stderr.print(line, markup=False)
 
     return progress
+
+
+def working(message: str, quiet: bool = False) -> AbstractContextManager[object]:
+    """A live spinner with ``message`` on stderr while a command of a few seconds without
+    steps of its own runs (evaluate, lr-find, gradcheck); nothing when stderr is not a
+    terminal, or when ``quiet`` (--json)."""
+    if quiet or not stderr.is_terminal:
+        return nullcontext()
+    return stderr.status(message)
 
 
 def fail(message: str) -> None:

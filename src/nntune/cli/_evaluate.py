@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from nntune.cli._app import app, stdout
+from nntune.cli._app import app, stdout, working
 
 
 @app.command("evaluate")
@@ -31,7 +31,8 @@ def evaluate_command(
     """
     from nntune.evaluate import evaluate_run
 
-    result = evaluate_run(run_dir, split=split, checkpoint=checkpoint, threads=threads)
+    with working(f"evaluating {run_dir} on its {split} split", quiet=json_out):
+        result = evaluate_run(run_dir, split=split, checkpoint=checkpoint, threads=threads)
     if json_out:
         print(json.dumps(result, indent=2))
         return

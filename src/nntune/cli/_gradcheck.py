@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from nntune.cli._app import app, stdout
+from nntune.cli._app import app, stdout, working
 
 if TYPE_CHECKING:
     from nntune.diagnose import GradcheckReport
@@ -39,7 +39,8 @@ def gradcheck_command(
     per parameter tensor (the model in eval mode; augmentation and regularization are not
     applied). Exit status: 0 when every tensor passes, 1 when the check fails, 2 on bad input.
     """
-    report = run_gradcheck(config, set_, max_entries=max_entries, eps=eps, atol=atol, rtol=rtol)
+    with working(f"checking the gradients of {config}", quiet=json_out):
+        report = run_gradcheck(config, set_, max_entries=max_entries, eps=eps, atol=atol, rtol=rtol)
     if json_out:
         print(json.dumps(report.to_json(), indent=2))
     else:

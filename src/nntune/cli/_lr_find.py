@@ -8,7 +8,7 @@ from pathlib import Path
 
 import typer
 
-from nntune.cli._app import app, stdout
+from nntune.cli._app import app, stdout, working
 
 
 @app.command("lr-find")
@@ -35,7 +35,8 @@ def lr_find_command(
     """
     from nntune.doctor.lr_find import lr_find, text_plot
 
-    result = lr_find(config, set_, min_lr=min_lr, max_lr=max_lr, steps=steps)
+    with working(f"LR range test of {config} ({steps} steps)", quiet=json_out):
+        result = lr_find(config, set_, min_lr=min_lr, max_lr=max_lr, steps=steps)
     if json_out:
         print(json.dumps(result.to_json(), indent=2))
         return

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from nntune.cli._app import app, progress_printer, stdout
+from nntune.cli._app import app, progress_printer, stdout, working
 
 
 @app.command("report")
@@ -29,5 +29,6 @@ def report_command(
     it, with a report built for each folder that has none."""
     from nntune.report import write_report
 
-    written = write_report(path, evaluate=evaluate, progress=progress_printer(quiet))
+    with working(f"writing the report of {path}", quiet=quiet):
+        written = write_report(path, evaluate=evaluate, progress=progress_printer(quiet))
     stdout.print(str(written), markup=False)

@@ -13,6 +13,7 @@ trainer builds it (class weights from the training part).
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -70,28 +71,12 @@ def evaluate_run(
         )
     if threads is not None and threads < 1:
         raise ConfigError(f"--threads {threads}: give 1 or more")
-    folder = Path(run_dir)
-    predictor = load_run(folder, checkpoint)  # checks the folder; RunFolderError if unusable
-    path = folder / "checkpoints" / f"{checkpoint}.pt"
-    used = checkpoint if path.exists() else "last"  # load_run falls back to last.pt
-    meta = predictor.meta
-    config = validate_config(meta["config"])
-    bundle = _rebuild_data(config, meta, folder)
-    part = bundle.split(split)
-    if part is None:
-        why = {
-            "val": "data.val_split is 0",
-            "test": "the dataset has no test split and data.test_split is 0",
-            "train": "it was trained on a torch Dataset",
-        }[split]
-        raise DataError(f"run '{folder}' has no {split} part ({why}); try another --split")
-    model = predictor.model
-    notes: list[str] = []
-    if used == "last":
-        notes += _use_weight_average(model, folder / "checkpoints" / "last.pt")
-    loss = run_loss(config, bundle)
+    opened = open_run(run_dir, checkpoint)
+    folder, bundle, loss, model = opened.folder, opened.bundle, opened.loss, opened.model
+    used, notes = opened.checkpoint, list(opened.notes)
+    part = split_part(opened, split)
     x, y = part
-    device = next(model.parameters()).device
+    device = next((p.device for p in model.parameters()), torch.device("cpu"))
     x, y = x.to(device), y.to(device)
     outputs = predict_outputs(model, x)
     with torch.no_grad():
@@ -124,6 +109,55 @@ def evaluate_run(
     if notes:
         result["notes"] = notes
     return result
+
+
+@dataclass
+class OpenedRun:
+    """A run folder's model with the data and loss it was trained with, ready to be scored
+    (by evaluate, compress and export alike)."""
+
+    folder: Path
+    model: torch.nn.Module
+    config: Config
+    bundle: DataBundle
+    loss: Loss
+    checkpoint: str  # the checkpoint actually loaded (best falls back to last)
+    notes: list[str]
+
+
+def open_run(run_dir: str | Path, checkpoint: str = "best") -> OpenedRun:
+    """Load a run folder's ``checkpoint`` (``last`` with its weight average, as the run ended)
+    and rebuild its data exactly as trained; errors name what does not fit."""
+    if checkpoint not in CHECKPOINTS:
+        raise ConfigError(
+            f"--checkpoint '{checkpoint}' is not a checkpoint; allowed: {', '.join(CHECKPOINTS)}"
+        )
+    folder = Path(run_dir)
+    predictor = load_run(folder, checkpoint)  # checks the folder; RunFolderError if unusable
+    path = folder / "checkpoints" / f"{checkpoint}.pt"
+    used = checkpoint if path.exists() else "last"  # load_run falls back to last.pt
+    config = validate_config(predictor.meta["config"])
+    bundle = _rebuild_data(config, predictor.meta, folder)
+    notes: list[str] = []
+    if used == "last":
+        notes += _use_weight_average(predictor.model, folder / "checkpoints" / "last.pt")
+    loss = run_loss(config, bundle)
+    return OpenedRun(folder, predictor.model, config, bundle, loss, used, notes)
+
+
+def split_part(opened: OpenedRun, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """The (x, y) tensors of one split of an opened run; a DataError when it has none."""
+    if split not in SPLITS:
+        raise ConfigError(f"--split '{split}' is not a split; allowed: {', '.join(SPLITS)}")
+    part = opened.bundle.split(split)
+    if part is None:
+        why = {
+            "val": "data.val_split is 0",
+            "test": "the dataset has no test split and data.test_split is 0",
+            "train": "it was trained on a torch Dataset",
+        }[split]
+        raise DataError(f"run '{opened.folder}' has no {split} part ({why}); try another --split")
+    return part
 
 
 def _rebuild_data(config: Config, meta: dict[str, Any], folder: Path) -> DataBundle:

@@ -6,6 +6,7 @@ import copy
 import json
 import os
 import pickle
+import warnings
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -50,7 +51,10 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     if not path.exists():
         raise RunFolderError(f"checkpoint '{path}' not found")
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():
+            # quantized tensors (nntune compress) are rebuilt through the TypedStorage API
+            warnings.filterwarnings("ignore", message="TypedStorage is deprecated")
+            payload = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else ""
         raise RunFolderError(

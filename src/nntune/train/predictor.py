@@ -16,6 +16,7 @@ from nntune.data.pipeline import frame_to_array, to_frame
 from nntune.errors import DataError, RunFolderError
 from nntune.losses import LOSSES, Loss, build_loss
 from nntune.models import build_model
+from nntune.models.quantize import quantize_dynamic
 from nntune.train.callbacks.checkpoints import model_weights
 from nntune.train.checkpoint import load_checkpoint
 from nntune.train.evaluate import outputs_for_metrics, predict_outputs
@@ -75,7 +76,8 @@ class Predictor:
     def predict(self, raw: pd.DataFrame | np.ndarray | list[Any]) -> dict[str, Any]:
         """``{"predictions": [...], "probabilities": [[...]]}`` (probabilities for
         classification only; predictions are class names when the run has them)."""
-        device = next(self.model.parameters()).device
+        # a quantized model (nntune compress) may have no float parameters: it runs on the CPU
+        device = next((p.device for p in self.model.parameters()), torch.device("cpu"))
         outputs = predict_outputs(self.model, self.features(raw).to(device))
         readable = outputs_for_metrics(self.loss, self.task, outputs).cpu()
         if self.task != "classification":
@@ -117,6 +119,9 @@ def load_run(run_dir: str | Path, checkpoint: str = "best") -> Predictor:
         model = build_model(
             config.model, tuple(meta["sample_shape"]), loss.n_outputs(meta["n_outputs"])
         )
+        if (meta.get("compression") or {}).get("quantize") == "dynamic":
+            # a folder written by nntune compress: the int8 layers are rebuilt, then loaded
+            model = quantize_dynamic(model)
         model.load_state_dict(model_weights(payload))
     except (KeyError, RuntimeError, TypeError, ValueError) as err:
         raise RunFolderError(f"'{path}' does not hold a usable model: {err}") from None
