@@ -16,6 +16,7 @@ def main(argv: list[str] | None = None) -> None:
         _compress,
         _cv,
         _doctor,
+        _ensemble,
         _evaluate,
         _gradcheck,
         _list,

@@ -31,6 +31,12 @@ class DataConfig(Section):
     limit: int | None = Field(None, ge=1, description="use at most this many training samples")
     val_split: float = Field(0.2, ge=0.0, lt=1.0)
     test_split: float = Field(0.2, ge=0.0, lt=1.0)
+    split_seed: int | None = Field(
+        None,
+        ge=0,
+        description="seed of the test/validation splits and of data.limit (default: the run's "
+        "seed); fix it to train several seeds on one split, e.g. for an ensemble",
+    )
     preprocess: list[Component] = Field(default_factory=lambda: _components("standardize"))
     augment: list[Component] = Field(default_factory=list)
 

@@ -210,6 +210,7 @@ def prepare_data(
     """
     if raw is None:
         raw = load_raw(data)
+    seed = data.split_seed if data.split_seed is not None else seed  # the splits' seed
     extra = [y for y in (raw.y_test, val[1] if val else None) if y is not None]
     y_all = np.concatenate([raw.y, *extra]) if extra else raw.y
     task = data.task if data.task != "auto" else (raw.task or infer_task(y_all))
