@@ -28,12 +28,20 @@ def train_command(
     report: bool = typer.Option(
         True, "--report/--no-report", help="write report.html into the run folder at the end"
     ),
+    init_from: Path | None = typer.Option(
+        None,
+        "--init-from",
+        help="start from this run folder's weights (those matching by name and shape); "
+        "the same as --set train.init_from=RUN_DIR",
+    ),
 ) -> None:
     """Train a model from a config and write a run folder (with report.html)."""
     from nntune.train import Trainer
 
     if out is not None and resume is not None:
         raise typer.BadParameter("give --out or --resume, not both")
+    if init_from is not None:
+        set_ = [*set_, f"train.init_from={json.dumps(str(init_from.resolve()))}"]
     progress = not (quiet or json_out) and sys.stdout.isatty()
     trainer = Trainer(config, set_, out=out, resume=resume, progress=progress)
     try:
@@ -78,6 +86,13 @@ def summary_lines(summary: dict) -> list[str]:
     if summary.get("stop_reason"):
         lines.append(f"         {summary['stop_reason']}")
     lines += [f"val      {fmt(summary.get('val'))}", f"test     {fmt(summary.get('test'))}"]
+    init = summary.get("init_from")
+    if init is not None:
+        skipped = ", ".join(s["tensor"] for s in init["skipped"]) or "none"
+        lines.append(
+            f"init     {init['loaded']} tensors ({init['loaded_parameters']:,} parameters) from "
+            f"{init['source']}; skipped for their shape: {skipped}; new: {len(init['new'])}"
+        )
     doctor = summary.get("doctor")
     if doctor is not None:
         if doctor["healthy"]:

@@ -17,7 +17,8 @@ from nntune.errors import ConfigError
 from nntune.validation import config_error
 
 # Keys whose values are file paths when they look like one; resolved against the config's folder.
-PATH_KEYS = ("data.dataset",)
+PATH_KEYS = ("data.dataset", "train.init_from")
+ALWAYS_PATHS = ("train.init_from",)  # a run folder: any string is a path
 PATH_SUFFIXES = (".csv", ".parquet", ".pq", ".npz", ".tsv")
 
 ConfigSource = str | Path | Mapping[str, Any] | Config
@@ -119,9 +120,10 @@ def resolve_paths(raw: dict[str, Any], base: Path) -> dict[str, Any]:
             node = node.get(part) if isinstance(node, dict) else None
         if isinstance(node, dict) and isinstance(node.get(leaf), str):
             value = node[leaf]
-            if _looks_like_path(value) and not Path(value).expanduser().is_absolute():
+            is_path = key in ALWAYS_PATHS or _looks_like_path(value)
+            if is_path and not Path(value).expanduser().is_absolute():
                 node[leaf] = str((base / Path(value)).resolve())
-            elif _looks_like_path(value):
+            elif is_path:
                 node[leaf] = str(Path(value).expanduser())
     return result
 

@@ -178,6 +178,17 @@ class TrainConfig(Section):
     precision: Literal["fp32", "bf16", "fp16"] = Field(
         "fp32", description="autocast dtype of forward passes (fp16: CUDA only)"
     )
+    init_from: str | None = Field(
+        None,
+        description="a run folder whose weights start this run (matched by name and shape)",
+    )
+    freeze: list[str] = Field(
+        default_factory=list,
+        description="parameters that do not train: globs on parameter names or module names",
+    )
+    freeze_until: int | None = Field(
+        None, ge=1, description="train.freeze holds for this many epochs, then all train"
+    )
     doctor: bool = Field(
         False, description="probe the run and report problems (as nntune doctor) in the summary"
     )

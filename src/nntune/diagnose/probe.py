@@ -149,8 +149,8 @@ class Probe:
             return
         with self._timed(), torch.no_grad():
             grads = [p.grad for _, p in self.weights if p.grad is not None]
-            if not grads:
-                return
+            if len(grads) != len(self.weights):
+                return  # layers without gradients (frozen): first/last ratios would mislead
             norms = torch.stack(torch._foreach_norm(grads)).tolist()
             if any(not math.isfinite(n) for n in norms):
                 self.nonfinite += 1

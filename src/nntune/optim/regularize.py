@@ -105,7 +105,10 @@ class WeightDecay:
         if wd == 0.0 or not self.params:
             return
         if self.mode == "decoupled":
-            torch._foreach_mul_(list(self.params), 1.0 - lr * wd)
+            # as torch's AdamW: a weight without a gradient (frozen, unused) is not decayed
+            live: list[torch.Tensor] = [p for p in self.params if p.grad is not None]
+            if live:
+                torch._foreach_mul_(live, 1.0 - lr * wd)
             return
         weights: list[torch.Tensor] = [p for p in self.params if p.grad is not None]
         grads: list[torch.Tensor] = [p.grad for p in self.params if p.grad is not None]

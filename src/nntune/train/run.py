@@ -58,6 +58,7 @@ from nntune.train.rundir import (
     existing_run_dir,
     new_run_dir,
 )
+from nntune.train.transfer import Freeze, load_matching_weights
 
 ArrayLike = np.ndarray | torch.Tensor
 UserData = tuple[ArrayLike, ArrayLike] | Dataset
@@ -246,6 +247,7 @@ class Trainer:
         # what the doctor's detectors found (train.doctor: true), also after a failed run
         self.doctor: dict[str, Any] | None = None
         self.failed_summary: dict[str, Any] | None = None  # summary.json of a failed run
+        self.init_report: dict[str, Any] | None = None  # what train.init_from loaded
         if (val_data is not None or test_data is not None) and data is None:
             raise DataError("val_data/test_data need data (the training data) too")
 
@@ -265,6 +267,15 @@ class Trainer:
             self._check_resume_config(config)
         parts = build_parts(config, bundle, device, self.user_model)
         check_combinations(config, parts, device, loader is not None)
+        self.init_report = None
+        if config.train.init_from is not None and self.resume is None:
+            # before the weight average copies the model: it starts from these weights too
+            self.init_report = load_matching_weights(parts.model, config.train.init_from)
+        freeze = (
+            Freeze(parts.model, config.train.freeze, config.train.freeze_until)
+            if config.train.freeze
+            else None
+        )
         clip = config.train.grad_clip
         l1, l2 = config.regularization.penalties()
         settings = EngineSettings(
@@ -310,6 +321,8 @@ class Trainer:
         self.run_dir = run_dir
         meta = self._meta(config, bundle)
         callbacks: list[Callback] = [NanGuard(config.train.max_nonfinite)]
+        if freeze is not None:
+            callbacks.append(freeze)
         early = config.train.early_stopping
         if early is not None:
             callbacks.append(
@@ -551,6 +564,7 @@ class Trainer:
                 "torch": torch.__version__,
                 "python": sys.version.split()[0],
             },
+            **({"init_from": self.init_report} if self.init_report else {}),
         }
 
 
