@@ -21,6 +21,11 @@ def evaluate_command(
     threads: int | None = typer.Option(
         None, "--threads", help="torch threads for the evaluation and the timings (default: all)"
     ),
+    attack: str | None = typer.Option(
+        None, "--attack", help="fgsm | pgd: robust metrics on adversarial inputs"
+    ),
+    eps: float = typer.Option(0.1, "--eps", help="L-inf budget of --attack (preprocessed units)"),
+    steps: int = typer.Option(10, "--steps", help="PGD steps of --attack pgd"),
     json_out: bool = typer.Option(False, "--json", help="print the result as JSON only"),
 ) -> None:
     """Every metric of a run's model on one of its splits, per class, plus the model's cost.
@@ -32,7 +37,15 @@ def evaluate_command(
     from nntune.evaluate import evaluate_run
 
     with working(f"evaluating {run_dir} on its {split} split", quiet=json_out):
-        result = evaluate_run(run_dir, split=split, checkpoint=checkpoint, threads=threads)
+        result = evaluate_run(
+            run_dir,
+            split=split,
+            checkpoint=checkpoint,
+            threads=threads,
+            attack=attack,
+            eps=eps,
+            steps=steps,
+        )
     if json_out:
         print(json.dumps(result, indent=2))
         return
@@ -55,6 +68,9 @@ def result_tables(result: dict[str, Any]) -> list[Table]:
         f"{result['run']}: {result['split']} part ({result['n']} samples), "
         f"{result['checkpoint']} checkpoint, {result['task']}"
     )
+    if result.get("attack"):
+        shown = ", ".join(f"{k} {v}" for k, v in result["attack"].items())
+        title += f"; under attack ({shown}): robust metrics"
     metrics = Table(title=Text(title), show_header=True)
     metrics.add_column("metric")
     metrics.add_column("value", justify="right")

@@ -311,6 +311,10 @@ class Config(Section):
     )
     optimizer: Component = Component(name="adam", options={"lr": 1.0e-3})
     schedule: Component = Component(name="constant")
+    strategy: Component = Field(
+        Component(name="none"),
+        description="training strategy: none | distill | adversarial (nntune list strategies)",
+    )
     regularization: RegularizationConfig = Field(default_factory=RegularizationConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     search: SearchConfig = Field(default_factory=SearchConfig)
@@ -324,6 +328,7 @@ COMPONENT_FIELDS: dict[str, str] = {
     "loss": "losses",
     "optimizer": "optimizers",
     "schedule": "schedules",
+    "strategy": "strategies",
     "data.preprocess[]": "preprocess",
     "data.augment[]": "augment",
 }

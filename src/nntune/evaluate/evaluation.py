@@ -32,6 +32,8 @@ from nntune.evaluate.scores import (
 )
 from nntune.losses import LOSSES, Loss, build_loss
 from nntune.train import load_run
+from nntune.train.attacks import ATTACKS
+from nntune.train.attacks import attack as attack_inputs
 from nntune.train.build import as_reconstruction, is_reconstruction
 from nntune.train.checkpoint import load_checkpoint
 from nntune.train.evaluate import predict_outputs
@@ -50,6 +52,9 @@ def evaluate_run(
     cost: bool = True,
     threads: int | None = None,
     curves: bool = False,
+    attack: str | None = None,
+    eps: float = 0.1,
+    steps: int = 10,
 ) -> dict[str, Any]:
     """Evaluate the ``checkpoint`` (``best`` or ``last``) of a run folder on its ``split``
     (``test``, ``val`` or ``train``; the training part without augmentation).
@@ -60,6 +65,8 @@ def evaluate_run(
     ``r2`` (regression); undefined values are None. ``cost=False`` leaves out the cost;
     ``threads`` sets torch's threads for the timings (default: torch's current setting).
     ``curves=True`` adds ``roc`` (classification: one-vs-rest ROC curves, for reports).
+    ``attack`` (``fgsm`` or ``pgd``, L∞ budget ``eps`` in preprocessed units, PGD with
+    ``steps`` steps) scores the model on adversarial versions of the split: robust metrics.
     ``last`` of a run with train.ema/swa is its weight average, as the run ended with.
     Raises :class:`~nntune.errors.NntuneError` subclasses on bad input.
     """
@@ -71,6 +78,12 @@ def evaluate_run(
         )
     if threads is not None and threads < 1:
         raise ConfigError(f"--threads {threads}: give 1 or more")
+    if attack is not None and attack not in ATTACKS:
+        raise ConfigError(f"--attack '{attack}': allowed: {', '.join(ATTACKS)}")
+    if attack is not None and not eps > 0:
+        raise ConfigError(f"--eps {eps}: give a positive perturbation budget, e.g. 0.1")
+    if steps < 1:
+        raise ConfigError(f"--steps {steps}: give 1 or more")
     opened = open_run(run_dir, checkpoint)
     folder, bundle, loss, model = opened.folder, opened.bundle, opened.loss, opened.model
     used, notes = opened.checkpoint, list(opened.notes)
@@ -78,6 +91,8 @@ def evaluate_run(
     x, y = part
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
     x, y = x.to(device), y.to(device)
+    if attack is not None:
+        x = _adversarial(model, loss, x, y, attack, eps, steps)
     outputs = predict_outputs(model, x)
     with torch.no_grad():
         loss_value = float(loss(outputs, y)) if len(y) else math.nan
@@ -89,6 +104,10 @@ def evaluate_run(
         "task": bundle.task,
         "n": len(y),
     }
+    if attack is not None:
+        result["attack"] = {"method": attack, "eps": eps, "norm": "linf"}
+        if attack == "pgd":
+            result["attack"].update(steps=steps, step_size=2.5 * eps / steps, random_start=True)
     if bundle.task == "classification":
         labels = loss.predict_labels(outputs).cpu().numpy()
         probs = loss.probabilities(outputs).cpu().numpy()
@@ -158,6 +177,35 @@ def split_part(opened: OpenedRun, split: str) -> tuple[torch.Tensor, torch.Tenso
         }[split]
         raise DataError(f"run '{opened.folder}' has no {split} part ({why}); try another --split")
     return part
+
+
+def _adversarial(
+    model: torch.nn.Module,
+    loss: Loss,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    method: str,
+    eps: float,
+    steps: int,
+    batch_size: int = 512,
+) -> torch.Tensor:
+    """The split's adversarial examples, in batches; PGD's random start is seeded (0), so an
+    evaluation is repeatable."""
+    generator = torch.Generator().manual_seed(0)
+    parts = [
+        attack_inputs(
+            model,
+            loss,
+            x[i : i + batch_size],
+            y[i : i + batch_size],
+            method=method,
+            eps=eps,
+            steps=steps,
+            generator=generator,
+        )
+        for i in range(0, len(x), batch_size)
+    ]
+    return torch.cat(parts) if parts else x
 
 
 def _rebuild_data(config: Config, meta: dict[str, Any], folder: Path) -> DataBundle:

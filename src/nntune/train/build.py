@@ -27,6 +27,7 @@ from nntune.optim import (
     decayed_parameters,
 )
 from nntune.registry import Registry
+from nntune.train.strategy import STRATEGIES
 
 # every registry a user can name things from, by the name `nntune list` uses
 REGISTRIES: dict[str, Registry[Any]] = {
@@ -39,6 +40,7 @@ REGISTRIES: dict[str, Registry[Any]] = {
     "datasets": DATASETS,
     "preprocess": PREPROCESS,
     "augment": AUGMENT,
+    "strategies": STRATEGIES,
 }
 
 

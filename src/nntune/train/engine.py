@@ -52,6 +52,7 @@ from nntune.train.callbacks.base import (
     overrides,
 )
 from nntune.train.evaluate import metric_values, predict_outputs, score
+from nntune.train.strategy import TrainingStrategy
 
 
 @dataclass
@@ -112,6 +113,7 @@ class Engine:
         callbacks: Sequence[Callback] = (),
         seed: int = 0,
         average: WeightAverage | None = None,
+        strategy: TrainingStrategy | None = None,
     ) -> None:
         self.model = model
         self.loss = loss
@@ -120,6 +122,7 @@ class Engine:
         self.settings = settings
         self.val = val
         self.augment = list(augment)
+        self.strategy = strategy  # distillation, adversarial training (None: plain)
         self.callbacks = list(callbacks)
         keys = [cb.key for cb in self.callbacks]
         if len(set(keys)) != len(keys):
@@ -201,6 +204,8 @@ class Engine:
             batch = Batch(x, y)
             for augmentation in self.augment:
                 batch = augmentation(batch, self.generator)
+            if self.strategy is not None:
+                batch = self.strategy.transform(model, self.loss, batch, self.generator)
             with autocast(self.device, settings.precision):
                 outputs = model(batch.x)
                 loss, total = self._objective(outputs, batch)
@@ -314,6 +319,8 @@ class Engine:
         loss = self.loss(outputs, batch.y)
         if batch.y_mix is not None:
             loss = batch.lam * loss + (1.0 - batch.lam) * self.loss(outputs, batch.y_mix)
+        if self.strategy is not None:
+            loss = self.strategy.objective(outputs, batch, loss)
         weights = settings.penalized if penalized is None else penalized
         extra = penalty(weights, settings.l1, settings.l2)  # type: ignore[arg-type]
         return loss, loss if extra is None else loss + extra

@@ -58,6 +58,7 @@ from nntune.train.rundir import (
     existing_run_dir,
     new_run_dir,
 )
+from nntune.train.strategy import STRATEGIES, build_strategy
 from nntune.train.transfer import Freeze, load_matching_weights
 
 ArrayLike = np.ndarray | torch.Tensor
@@ -271,6 +272,12 @@ class Trainer:
         if config.train.init_from is not None and self.resume is None:
             # before the weight average copies the model: it starts from these weights too
             self.init_report = load_matching_weights(parts.model, config.train.init_from)
+        entry = STRATEGIES.get(config.strategy.name, key="strategy")
+        strategy = build_strategy(
+            entry.name,
+            entry.parse_options(config.strategy.options, "strategy"),
+            {"task": bundle.task, "bundle": bundle, "device": device},
+        )
         freeze = (
             Freeze(parts.model, config.train.freeze, config.train.freeze_until)
             if config.train.freeze
@@ -373,6 +380,7 @@ class Trainer:
             callbacks=callbacks,
             seed=config.seed,
             average=average,
+            strategy=strategy,
         )
         if self.resume is not None and run_dir is not None:
             self._load_state(engine, run_dir)
