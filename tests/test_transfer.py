@@ -126,3 +126,48 @@ def test_cli_init_from_reports_what_it_loaded(
     saved = (tmp_path / "ft" / "config.yaml").read_text()
     assert f"init_from: {pretrained}" in saved  # config.yaml reproduces the run
     assert json.loads((tmp_path / "ft" / "summary.json").read_text())["init_from"]["loaded"] == 6
+
+
+def test_layer_lr_gives_each_layer_its_own_learning_rate(pretrained: Path) -> None:
+    """Discriminative fine-tuning: the body at a tenth of the lr, the head at the full lr;
+    the logged lr is the optimizer's own, and decoupled decay follows each group's lr."""
+    config = copy.deepcopy(WINE)
+    config["train"].update(epochs=1, layer_lr={"1": 0.1})
+    result = Trainer(config, write=False).fit()
+    assert result.history.records[0].lr == pytest.approx(0.01)
+    from nntune.optim import OPTIMIZERS
+    from nntune.optim.groups import lr_scales
+    from nntune.optim.optimizers import build_optimizer
+
+    model = nntune.load_run(pretrained).model
+    scales = lr_scales(model, {"1": 0.1})
+    assert set(scales) == {"1.0.0.weight", "1.0.0.bias", "1.1.0.weight", "1.1.0.bias"}
+    entry = OPTIMIZERS.get("adamw")
+    optimizer = build_optimizer(
+        "adamw", entry.parse_options({"lr": 0.01}, "optimizer"), model, scales
+    )
+    lrs = sorted(group["lr"] for group in optimizer.param_groups)
+    assert lrs == pytest.approx([0.001, 0.01])
+    assert optimizer.param_groups[0]["lr_scale"] == 1.0  # the unscaled group first
+
+
+def test_layer_lr_errors(tmp_path: Path) -> None:
+    config = copy.deepcopy(WINE)
+    config["train"].update(epochs=1, layer_lr={"head.*": 0.1})
+    with pytest.raises(ConfigError, match=r"train.layer_lr: 'head\.\*' matches no parameter"):
+        Trainer(config, write=False).fit()
+    config["train"]["layer_lr"] = {"1": 0.1}
+    config["optimizer"] = {"name": "lbfgs"}
+    with pytest.raises(ConfigError, match="takes one learning rate for the whole model"):
+        Trainer(config, write=False).fit()
+
+
+def test_decoupled_decay_follows_each_groups_lr() -> None:
+    from nntune.optim import WeightDecay
+
+    body, head = torch.nn.Parameter(torch.ones(2)), torch.nn.Parameter(torch.ones(2))
+    body.grad, head.grad = torch.zeros(2), torch.zeros(2)
+    decay = WeightDecay([body, head], 0.1, mode="decoupled", lr_scales=[0.1, 1.0])
+    decay.apply(lr=0.5, lr_factor=1.0, epoch=0)
+    torch.testing.assert_close(body.detach(), torch.full((2,), 1 - 0.5 * 0.1 * 0.1))
+    torch.testing.assert_close(head.detach(), torch.full((2,), 1 - 0.5 * 0.1))

@@ -182,6 +182,11 @@ class TrainConfig(Section):
         None,
         description="a run folder whose weights start this run (matched by name and shape)",
     )
+    layer_lr: dict[str, float] = Field(
+        default_factory=dict,
+        description="layer-wise learning rates: parameter glob or module name → multiplier of "
+        "the optimizer's lr (discriminative fine-tuning)",
+    )
     freeze: list[str] = Field(
         default_factory=list,
         description="parameters that do not train: globs on parameter names or module names",

@@ -11,7 +11,7 @@ themselves are therefore built with ``weight_decay=0``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal, Protocol
 
 import torch
@@ -402,23 +402,49 @@ def is_no_decay(name: str, param: nn.Parameter) -> bool:
     return param.dim() <= 1 or name.endswith(".bias")
 
 
-def parameter_groups(model: nn.Module) -> list[dict[str, Any]]:
-    """The optimizer's parameter groups: one group of every trainable parameter (empty: none).
+def parameter_groups(
+    model: nn.Module, scales: Mapping[str, float] | None = None
+) -> list[dict[str, Any]]:
+    """The optimizer's parameter groups: one group of every trainable parameter (empty: none),
+    or with ``scales`` (parameter name → lr multiplier, :func:`nntune.optim.groups.lr_scales`)
+    one group per multiplier, the unscaled one first, each marked with its ``lr_scale``.
 
     One group is one loop per optimizer step; decay needs no second group because the engine
     applies it to :func:`decayed_parameters` itself.
     """
-    params = [p for p in model.parameters() if p.requires_grad]
-    return [{"params": params}] if params else []
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    if not named:
+        return []
+    if not scales:
+        return [{"params": [p for _, p in named]}]
+    by_scale: dict[float, list[nn.Parameter]] = {}
+    for name, param in named:
+        by_scale.setdefault(scales.get(name, 1.0), []).append(param)
+    order = sorted(by_scale, key=lambda scale: scale != 1.0)  # the unscaled group first
+    return [{"params": by_scale[scale], "lr_scale": scale} for scale in order]
 
 
-def build_optimizer(name: str, options: BaseModel, model: nn.Module) -> torch.optim.Optimizer:
-    """The optimizer ``name`` with validated ``options`` over ``model``'s parameters."""
+def build_optimizer(
+    name: str,
+    options: BaseModel,
+    model: nn.Module,
+    scales: Mapping[str, float] | None = None,
+) -> torch.optim.Optimizer:
+    """The optimizer ``name`` with validated ``options`` over ``model``'s parameters; with
+    ``scales``, layer-wise learning rates (each group's lr is the optimizer's × its scale)."""
     entry = OPTIMIZERS.get(name, key="optimizer")
-    groups = parameter_groups(model)
+    groups = parameter_groups(model, scales)
     if not groups:
         raise ConfigError("optimizer: the model has no trainable parameters")
-    return entry.builder(options, groups)
+    if len(groups) > 1 and "full_batch" in entry.tags:
+        raise ConfigError(
+            f"train.layer_lr: optimizer '{entry.name}' takes one learning rate for the whole "
+            "model; use a mini-batch optimizer (adam, adamw, sgd, momentum, ...)"
+        )
+    optimizer = entry.builder(options, groups)
+    for group in optimizer.param_groups:
+        group["lr"] = group["lr"] * group.get("lr_scale", 1.0)
+    return optimizer
 
 
 def decayed_parameters(model: nn.Module) -> list[nn.Parameter]:

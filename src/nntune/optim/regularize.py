@@ -86,6 +86,9 @@ class WeightDecay:
     mode: str = "coupled"
     schedule: str = "constant"
     gamma: float = 0.9
+    # per parameter (aligned with params): its lr's multiplier under train.layer_lr, so that
+    # decoupled decay shrinks each weight by its own lr (as AdamW with param groups does)
+    lr_scales: Sequence[float] | None = None
 
     def value(self, lr_factor: float, epoch: int) -> float:
         if self.schedule == "follow_lr":
@@ -106,9 +109,13 @@ class WeightDecay:
             return
         if self.mode == "decoupled":
             # as torch's AdamW: a weight without a gradient (frozen, unused) is not decayed
-            live: list[torch.Tensor] = [p for p in self.params if p.grad is not None]
-            if live:
-                torch._foreach_mul_(live, 1.0 - lr * wd)
+            scales = self.lr_scales or [1.0] * len(self.params)
+            by_scale: dict[float, list[torch.Tensor]] = {}
+            for p, scale in zip(self.params, scales, strict=True):
+                if p.grad is not None:
+                    by_scale.setdefault(scale, []).append(p)
+            for scale, live in by_scale.items():
+                torch._foreach_mul_(live, 1.0 - lr * scale * wd)
             return
         weights: list[torch.Tensor] = [p for p in self.params if p.grad is not None]
         grads: list[torch.Tensor] = [p.grad for p in self.params if p.grad is not None]

@@ -26,6 +26,7 @@ from nntune.optim import (
     build_schedule,
     decayed_parameters,
 )
+from nntune.optim.groups import lr_scales
 from nntune.registry import Registry
 from nntune.train.strategy import STRATEGIES
 
@@ -164,15 +165,19 @@ def build_parts(
     model = model.to(device)
     opt_entry = OPTIMIZERS.get(config.optimizer.name, key="optimizer")
     opt_options = opt_entry.parse_options(config.optimizer.options, "optimizer")
-    optimizer = build_optimizer(opt_entry.name, opt_options, model)
+    scales = lr_scales(model, config.train.layer_lr) if config.train.layer_lr else None
+    optimizer = build_optimizer(opt_entry.name, opt_options, model, scales)
     weight_decay = None
     if getattr(opt_options, "weight_decay", 0.0) > 0.0:
+        decayed = decayed_parameters(model)
+        name_of = {id(p): n for n, p in model.named_parameters()}
         weight_decay = WeightDecay(
-            decayed_parameters(model),
+            decayed,
             opt_options.weight_decay,  # type: ignore[attr-defined]
             mode=opt_options.decay,  # type: ignore[attr-defined]
             schedule=opt_options.decay_schedule,  # type: ignore[attr-defined]
             gamma=opt_options.decay_gamma,  # type: ignore[attr-defined]
+            lr_scales=[scales.get(name_of[id(p)], 1.0) for p in decayed] if scales else None,
         )
     sched_entry = SCHEDULES.get(config.schedule.name, key="schedule")
     sched_options = sched_entry.parse_options(config.schedule.options, "schedule")

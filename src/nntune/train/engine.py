@@ -369,7 +369,10 @@ class Engine:
         self._lr_factor = factor
         for group, base in zip(self.optimizer.param_groups, self.base_lrs, strict=True):
             group["lr"] = base * factor
-        self.state.lr = self.base_lrs[0] * factor
+        # the optimizer's own lr (the first group's, without its train.layer_lr multiplier)
+        self.state.lr = (
+            self.base_lrs[0] / self.optimizer.param_groups[0].get("lr_scale", 1.0) * factor
+        )
         momentum = self.schedule.momentum(step)
         if momentum is not None:
             for group in self.optimizer.param_groups:

@@ -9,7 +9,6 @@ body and starts a fresh head.
 
 from __future__ import annotations
 
-import fnmatch
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +16,7 @@ import torch
 from torch import nn
 
 from nntune.errors import ConfigError
+from nntune.optim.groups import no_match, select
 from nntune.train.callbacks.base import Callback, TrainState
 from nntune.train.callbacks.checkpoints import model_weights
 from nntune.train.checkpoint import load_checkpoint
@@ -72,22 +72,15 @@ def load_matching_weights(model: nn.Module, source: str | Path) -> dict[str, Any
 
 
 def matching_parameters(model: nn.Module, patterns: list[str]) -> list[str]:
-    """Names of the parameters a ``train.freeze`` list selects: a pattern is a glob on the
-    parameter names (``blocks.0.*``) or a module name (``blocks.0`` selects everything in it);
-    an error names a pattern that selects nothing."""
+    """Names of the parameters a ``train.freeze`` list selects (globs on parameter names or
+    module names, :func:`nntune.optim.groups.select`); an error names a pattern that selects
+    nothing, or a list that selects everything."""
     names = [n for n, _ in model.named_parameters()]
     chosen: list[str] = []
     for pattern in patterns:
-        hits = [
-            n
-            for n in names
-            if fnmatch.fnmatchcase(n, pattern) or n.startswith(pattern.rstrip(".") + ".")
-        ]
+        hits = select(names, pattern)
         if not hits:
-            raise ConfigError(
-                f"train.freeze: '{pattern}' matches no parameter of the model; its parameters "
-                f"are named like {', '.join(names[:5])}, ... (globs allowed: 'layers.0.*')"
-            )
+            raise no_match("train.freeze", pattern, names)
         chosen += [n for n in hits if n not in chosen]
     if len(chosen) == len(names):
         raise ConfigError(
