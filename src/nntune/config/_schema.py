@@ -316,6 +316,11 @@ class Config(Section):
     )
     optimizer: Component = Component(name="adam", options={"lr": 1.0e-3})
     schedule: Component = Component(name="constant")
+    stages: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="staged training: trainings one after another, each the config with these "
+        "overrides, continuing from the previous stage's weights",
+    )
     strategy: Component = Field(
         Component(name="none"),
         description="training strategy: none | distill | adversarial (nntune list strategies)",

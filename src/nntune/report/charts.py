@@ -56,7 +56,7 @@ def curve_panels(records: Sequence[Mapping[str, Any]]) -> list[tuple[str, list[s
     keys: list[str] = []
     for row in records:
         keys += [k for k, v in row.items() if k not in keys and isinstance(v, int | float)]
-    skip = {"epoch", "step", "seconds", "skipped_steps"}
+    skip = {"epoch", "step", "seconds", "skipped_steps", "stage", "stage_epoch"}
     panels: list[tuple[str, list[str]]] = []
     used: set[str] = set(skip)
     losses = [k for k in keys if k.endswith("_loss") or k == "loss"]

@@ -59,7 +59,7 @@ from nntune.train.rundir import (
     new_run_dir,
 )
 from nntune.train.strategy import STRATEGIES, build_strategy
-from nntune.train.transfer import Freeze, load_matching_weights
+from nntune.train.transfer import Freeze, load_matching, load_matching_weights
 
 ArrayLike = np.ndarray | torch.Tensor
 UserData = tuple[ArrayLike, ArrayLike] | Dataset
@@ -231,6 +231,7 @@ class Trainer:
         callbacks: Sequence[Callback] = (),
         progress: bool = False,
         write: bool = True,
+        init_weights: Mapping[str, torch.Tensor] | None = None,
     ) -> None:
         self.source = config
         self.overrides = overrides
@@ -249,6 +250,8 @@ class Trainer:
         self.doctor: dict[str, Any] | None = None
         self.failed_summary: dict[str, Any] | None = None  # summary.json of a failed run
         self.init_report: dict[str, Any] | None = None  # what train.init_from loaded
+        # weights to start from (a stage's predecessor), matched like train.init_from
+        self.init_weights = init_weights
         if (val_data is not None or test_data is not None) and data is None:
             raise DataError("val_data/test_data need data (the training data) too")
 
@@ -256,6 +259,10 @@ class Trainer:
 
     def fit(self) -> RunResult:
         config = self._config()
+        if config.stages:
+            from nntune.train.staged import fit_stages
+
+            return fit_stages(self, config)
         config = check_components(config)
         torch.set_num_threads(config.train.threads or available_cores())
         seed_everything(config.seed)
@@ -272,6 +279,11 @@ class Trainer:
         if config.train.init_from is not None and self.resume is None:
             # before the weight average copies the model: it starts from these weights too
             self.init_report = load_matching_weights(parts.model, config.train.init_from)
+        if self.init_weights is not None and self.resume is None:
+            self.init_report = {
+                "source": "the previous stage",
+                **load_matching(parts.model, self.init_weights, "the previous stage"),
+            }
         entry = STRATEGIES.get(config.strategy.name, key="strategy")
         strategy = build_strategy(
             entry.name,

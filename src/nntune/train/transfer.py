@@ -9,6 +9,7 @@ body and starts a fresh head.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -24,26 +25,46 @@ from nntune.train.rundir import existing_run_dir
 
 
 def load_matching_weights(model: nn.Module, source: str | Path) -> dict[str, Any]:
-    """Copy into ``model`` every module's tensors from the source run's best (else last)
-    checkpoint when their names and shapes all match; returns the report that summary.json
-    keeps as ``init_from``."""
+    """Copy into ``model`` the matching weights of the source run folder's best (else last)
+    checkpoint (:func:`load_matching`); returns the report that summary.json keeps as
+    ``init_from``."""
     folder = existing_run_dir(Path(source))
     path = folder / "checkpoints" / "best.pt"
     if not path.exists():
         path = folder / "checkpoints" / "last.pt"
-    weights = model_weights(load_checkpoint(path))
+    report = load_matching(
+        model, model_weights(load_checkpoint(path)), f"train.init_from '{source}'"
+    )
+    return {"source": str(folder), "checkpoint": path.name, **report}
+
+
+# a source tensor may also match under this prefix: an autoencoder's encoder is an mlp body
+PREFIXES = ("", "encoder.")
+
+
+def load_matching(
+    model: nn.Module, weights: Mapping[str, Any], what: str = "the source"
+) -> dict[str, Any]:
+    """Copy into ``model`` every module's tensors from ``weights`` when their names (also
+    under an ``encoder.`` prefix) and shapes all match; the rest is reported, not guessed."""
     own = model.state_dict()
     matched: dict[str, torch.Tensor] = {}
     skipped: list[dict[str, Any]] = []
-    for key, value in weights.items():
-        if not isinstance(value, torch.Tensor) or key not in own:
+    used: set[str] = set()
+    for key, mine in own.items():
+        found = next(
+            (p + key for p in PREFIXES if isinstance(weights.get(p + key), torch.Tensor)), None
+        )
+        if found is None:
             continue
-        if value.shape != own[key].shape:
+        value = weights[found]
+        used.add(found)
+        if value.shape != mine.shape:
             skipped.append(
-                {"tensor": key, "source_shape": list(value.shape), "shape": list(own[key].shape)}
+                {"tensor": key, "source_shape": list(value.shape), "shape": list(mine.shape)}
             )
             continue
-        matched[key] = value.to(dtype=own[key].dtype)
+        matched[key] = value.to(dtype=mine.dtype)
     # a module is taken whole or not at all: a bias without its weight means nothing
     broken = {s["tensor"].rsplit(".", 1)[0] for s in skipped}
     for key in [k for k in matched if k.rsplit(".", 1)[0] in broken]:
@@ -54,20 +75,18 @@ def load_matching_weights(model: nn.Module, source: str | Path) -> dict[str, Any
         )  # fmt: skip
     if not matched:
         raise ConfigError(
-            f"train.init_from '{source}': no tensor of its model matches this model by name and "
-            f"shape (its tensors: {', '.join(list(weights)[:6])}...); it is not a pretraining "
-            "of this architecture"
+            f"{what}: no tensor of its model matches this model by name and shape (its "
+            f"tensors: {', '.join(list(weights)[:6])}...); it is not a pretraining of this "
+            "architecture"
         )
     model.load_state_dict({**own, **matched})
     parameters = dict(model.named_parameters())
     return {
-        "source": str(folder),
-        "checkpoint": path.name,
         "loaded": len(matched),
         "loaded_parameters": sum(v.numel() for k, v in matched.items() if k in parameters),
         "skipped": skipped,
-        "new": [k for k in own if k not in weights],
-        "unused": [k for k in weights if k not in own],
+        "new": [k for k in own if k not in matched and not any(s["tensor"] == k for s in skipped)],
+        "unused": [k for k in weights if k not in used],
     }
 
 
