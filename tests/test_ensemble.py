@@ -11,6 +11,7 @@ import pytest
 
 import nntune
 from nntune.errors import ConfigError, DataError
+from nntune.evaluate import evaluate_run
 from nntune.strategies import ensemble_runs
 from tests.helpers import nntune_in_process
 
@@ -87,3 +88,40 @@ def test_ensemble_cli(
     assert "mean of the members" in table.stdout and "ensemble vs mean member" in table.stdout
     missing = nntune_in_process(capsys, "ensemble", str(members[0]), "nope", cwd=tmp_path)
     assert missing.returncode == 2 and "nope" in missing.stderr
+
+
+def test_cycle_ends_are_the_low_points_of_restarting_schedules() -> None:
+    from nntune.optim import Horizon, build_schedule
+    from nntune.optim.schedules import SCHEDULES
+    from nntune.train.callbacks.snapshots import cycle_end_epochs
+
+    horizon = Horizon(total_steps=60, steps_per_epoch=10)
+
+    def ends(name: str, **options: object) -> list[int]:
+        entry = SCHEDULES.get(name)
+        schedule = build_schedule(entry.name, entry.parse_options(dict(options), "s"), horizon)
+        return cycle_end_epochs(schedule, horizon, 6)
+
+    assert ends("cosine_restarts", period=2) == [2, 4, 6]
+    # a warmup epoch shifts the cycles by one epoch, and its rising lr is no restart
+    assert ends("cosine_restarts", period=2, warmup=10) == [3, 5, 6]
+    assert ends("cyclic", half_period=1) == [2, 4, 6]
+    assert ends("cosine") == [6]  # no restart: the last epoch only
+
+
+def test_a_snapshot_ensemble_of_one_run(tmp_path: Path) -> None:
+    config = copy.deepcopy(WINE)
+    config.update(seed=0, schedule={"name": "cosine_restarts", "period": 2})
+    config["train"].update(epochs=6, snapshots=True)
+    nntune.train(config, out=tmp_path / "run", progress=False)
+    files = sorted(p.name for p in (tmp_path / "run" / "checkpoints").glob("snapshot-*.pt"))
+    assert files == ["snapshot-2.pt", "snapshot-4.pt", "snapshot-6.pt"]
+    result = ensemble_runs([tmp_path / "run"])
+    assert [m["checkpoint"] for m in result["members"]] == [
+        "snapshot-2",
+        "snapshot-4",
+        "snapshot-6",
+    ]
+    # the last snapshot is the run's final model
+    last = evaluate_run(tmp_path / "run", "test", "last", cost=False)["metrics"]["accuracy"]
+    assert result["members"][-1]["metrics"]["accuracy"] == last

@@ -15,7 +15,10 @@ from nntune.cli._app import app, stdout, working
 @app.command("ensemble")
 def ensemble_command(
     run_dirs: list[Path] = typer.Argument(
-        ..., help="two or more run folders", metavar="RUN_DIR...", show_default=False
+        ...,
+        help="two or more run folders, or one with snapshots (train.snapshots)",
+        metavar="RUN_DIR...",
+        show_default=False,
     ),
     split: str = typer.Option("test", "--split", help="test | val | train"),
     checkpoint: str = typer.Option("best", "--checkpoint", help="best | last"),

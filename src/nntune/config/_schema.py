@@ -187,6 +187,11 @@ class TrainConfig(Section):
         description="layer-wise learning rates: parameter glob or module name → multiplier of "
         "the optimizer's lr (discriminative fine-tuning)",
     )
+    snapshots: bool = Field(
+        False,
+        description="save the weights at each lr cycle's end (cosine_restarts, cyclic) for a "
+        "snapshot ensemble",
+    )
     freeze: list[str] = Field(
         default_factory=list,
         description="parameters that do not train: globs on parameter names or module names",

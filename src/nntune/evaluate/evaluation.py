@@ -13,6 +13,7 @@ trainer builds it (class weights from the training part).
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,7 @@ from nntune.train.evaluate import predict_outputs
 
 SPLITS = ("test", "val", "train")
 CHECKPOINTS = ("best", "last")
+SNAPSHOT = re.compile(r"snapshot-\d+")  # train.snapshots: the weights at an lr cycle's end
 # what Trainer records as the dataset of data given in Python: it cannot be loaded again
 USER_DATA = ("user data", "user Dataset")
 
@@ -147,11 +149,17 @@ class OpenedRun:
 def open_run(run_dir: str | Path, checkpoint: str = "best") -> OpenedRun:
     """Load a run folder's ``checkpoint`` (``last`` with its weight average, as the run ended)
     and rebuild its data exactly as trained; errors name what does not fit."""
-    if checkpoint not in CHECKPOINTS:
+    if checkpoint not in CHECKPOINTS and not SNAPSHOT.fullmatch(checkpoint):
         raise ConfigError(
-            f"--checkpoint '{checkpoint}' is not a checkpoint; allowed: {', '.join(CHECKPOINTS)}"
+            f"--checkpoint '{checkpoint}' is not a checkpoint; allowed: {', '.join(CHECKPOINTS)} "
+            "or snapshot-<epoch> (train.snapshots)"
         )
     folder = Path(run_dir)
+    if (
+        SNAPSHOT.fullmatch(checkpoint)
+        and not (folder / "checkpoints" / f"{checkpoint}.pt").exists()
+    ):
+        raise RunFolderError(f"run '{folder}' has no checkpoints/{checkpoint}.pt")
     predictor = load_run(folder, checkpoint)  # checks the folder; RunFolderError if unusable
     path = folder / "checkpoints" / f"{checkpoint}.pt"
     used = checkpoint if path.exists() else "last"  # load_run falls back to last.pt

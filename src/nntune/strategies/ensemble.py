@@ -21,6 +21,13 @@ from nntune.evaluate.scores import classification_scores, regression_scores
 from nntune.train.evaluate import outputs_for_metrics, predict_outputs
 
 
+def snapshot_names(run_dir: Path) -> list[str]:
+    """A run's snapshot checkpoints (train.snapshots), in epoch order."""
+    found = (run_dir / "checkpoints").glob("snapshot-*.pt")
+    names = [p.stem for p in found if p.stem.removeprefix("snapshot-").isdigit()]
+    return sorted(names, key=lambda n: int(n.removeprefix("snapshot-")))
+
+
 def _scores(opened: OpenedRun, y: torch.Tensor, readable: torch.Tensor) -> dict[str, Any]:
     """Every metric of averaged probabilities (classification) or outputs (regression)."""
     if opened.bundle.task == "classification":
@@ -33,19 +40,30 @@ def _scores(opened: OpenedRun, y: torch.Tensor, readable: torch.Tensor) -> dict[
 def ensemble_runs(
     run_dirs: Sequence[str | Path], *, split: str = "test", checkpoint: str = "best"
 ) -> dict[str, Any]:
-    """Score each run folder and the average of all of them on ``split``. Returns
+    """Score each run folder and the average of all of them on ``split`` (one run folder with
+    ``train.snapshots``: its snapshots are the members). Returns
     ``{"members": [{"run", "metrics"}], "ensemble": {"metrics"}, "mean_member": {...},
     "best_member": {...}, "gain_over_mean_member", "metric", ...}``."""
-    if len(run_dirs) < 2:
-        raise ConfigError(f"an ensemble needs 2 or more run folders, got {len(run_dirs)}")
+    if not run_dirs:
+        raise ConfigError("give 2 or more run folders (or one run with snapshots)")
     if len({str(Path(r).resolve()) for r in run_dirs}) != len(run_dirs):
         raise ConfigError("the same run folder is given twice; give different runs")
+    sources = [(Path(r), checkpoint) for r in run_dirs]
+    if len(run_dirs) == 1:  # one run: a snapshot ensemble of its lr cycles' ends
+        snapshots = snapshot_names(Path(run_dirs[0]))
+        if len(snapshots) < 2:
+            raise ConfigError(
+                f"an ensemble needs 2 or more run folders, or one run with 2 or more snapshots "
+                f"(train.snapshots with a restarting schedule); '{run_dirs[0]}' has "
+                f"{len(snapshots)}"
+            )
+        sources = [(Path(run_dirs[0]), name) for name in snapshots]
     members: list[dict[str, Any]] = []
     total: torch.Tensor | None = None
     first: OpenedRun | None = None
     targets: torch.Tensor | None = None
-    for run_dir in run_dirs:
-        opened = open_run(run_dir, checkpoint)
+    for run_dir, member_checkpoint in sources:
+        opened = open_run(run_dir, member_checkpoint)
         x, y = split_part(opened, split)
         if first is None or targets is None:
             first, targets = opened, y.cpu()
@@ -55,9 +73,15 @@ def ensemble_runs(
             outputs = predict_outputs(opened.model, x)
         readable = outputs_for_metrics(opened.loss, opened.bundle.task, outputs).float().cpu()
         total = readable if total is None else total + readable
-        members.append({"run": str(opened.folder), "metrics": _scores(opened, y.cpu(), readable)})
+        members.append(
+            {
+                "run": str(opened.folder),
+                "checkpoint": opened.checkpoint,
+                "metrics": _scores(opened, y.cpu(), readable),
+            }
+        )
     assert first is not None and targets is not None and total is not None
-    averaged = total / len(run_dirs)
+    averaged = total / len(sources)
     ensemble = _scores(first, targets, averaged)
     task = first.bundle.task
     metric = "accuracy" if task == "classification" else "rmse"

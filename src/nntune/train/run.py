@@ -46,6 +46,7 @@ from nntune.train.callbacks import (
     ProgressBar,
 )
 from nntune.train.callbacks.doctor import DoctorProbe
+from nntune.train.callbacks.snapshots import Snapshots, cycle_end_epochs
 from nntune.train.callbacks.tracking import Tracking, check_trackers, hyperparameters
 from nntune.train.checkpoint import load_checkpoint, write_json_atomic, write_text_atomic
 from nntune.train.engine import Engine, EngineSettings, horizon
@@ -331,7 +332,8 @@ class Trainer:
         if bundle.x_val is not None and bundle.y_val is not None:
             val = (bundle.x_val.to(device), bundle.y_val.to(device))
 
-        schedule(horizon(batches, settings))  # schedule errors now, before any file exists
+        engine_horizon = horizon(batches, settings)
+        schedule(engine_horizon)  # schedule errors now, before any file exists
         # experiment trackers log what the run folder holds: only runs that write one track
         track = config.train.log_to if self.write else []
         if track:
@@ -368,6 +370,11 @@ class Trainer:
                 )
             )
             callbacks.append(MetricsLog(run_dir / METRICS))
+            if config.train.snapshots:
+                ends = cycle_end_epochs(
+                    schedule(engine_horizon), engine_horizon, config.train.epochs
+                )
+                callbacks.append(Snapshots(run_dir / "checkpoints", ends, meta))
         tracking = None
         if run_dir is not None and track:
             tracking = Tracking(
