@@ -116,8 +116,8 @@ def test_structured_pruning_removes_whole_units_but_not_the_outputs(
     [
         (["--prune", "1.5"], "--prune 1.5: give a fraction between 0 and 1"),
         ([], "nothing to do"),
-        (["--quantize", "static"], "--quantize static is not supported yet"),
-        (["--quantize", "int4"], "--quantize 'int4': allowed: dynamic"),
+        (["--quantize", "static", "--calibration", "0"], "--calibration 0: give 1 or more"),
+        (["--quantize", "int4"], "--quantize 'int4': allowed: dynamic, static"),
         (["--finetune", "2", "--quantize", "dynamic"], "--finetune retrains a pruned model"),
     ],
 )
@@ -169,3 +169,13 @@ def test_verification_fails_when_an_export_changes_predictions(run: Path) -> Non
     assert compare_outputs(opened, ours, flipped)["prediction_agreement"] < 1.0
     shape = compare_outputs(opened, ours, ours[:, :5])
     assert not shape["passed"] and "output shape" in shape["summary"]
+
+
+def test_static_quantization_calibrates_and_the_folder_reloads(run: Path, tmp_path: Path) -> None:
+    result = compress_run(run, quantize="static", calibration=256, out=tmp_path / "static")
+    original, quantized = result["steps"]
+    assert quantized["step"] == "quantized (static int8)"
+    assert original["bytes"] / quantized["bytes"] >= 2.0
+    assert quantized["test_accuracy"] >= original["test_accuracy"] - 0.03
+    evaluated = evaluate_run(tmp_path / "static", cost=False)
+    assert evaluated["metrics"]["accuracy"] == pytest.approx(quantized["test_accuracy"])

@@ -23,7 +23,13 @@ def compress_command(
         False, "--structured", help="prune whole output channels/units (L2 norm) per layer"
     ),
     quantize: str | None = typer.Option(
-        None, "--quantize", help="dynamic: int8 weights for linear and recurrent layers"
+        None,
+        "--quantize",
+        help="dynamic: int8 weights of linear/recurrent layers; static: int8 weights and "
+        "activations of every supported layer, calibrated on training samples",
+    ),
+    calibration: int = typer.Option(
+        512, "--calibration", help="training samples that calibrate --quantize static"
     ),
     finetune: int = typer.Option(
         0, "--finetune", help="epochs of the run's own recipe after pruning, masks held"
@@ -49,6 +55,7 @@ def compress_command(
         checkpoint=checkpoint,
         out=out,
         progress=progress_printer(quiet or json_out),
+        calibration=calibration,
     )
     if json_out:
         print(json.dumps(result, indent=2))

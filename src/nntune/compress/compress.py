@@ -9,8 +9,9 @@ serialized size, latency per sample at batch 1 and 256):
    is left whole, its units are the predictions).
 2. ``--finetune K``: K epochs of the run's own training recipe on its own data with the pruning
    masks held in place, then the pruning is made permanent (``prune.remove``).
-3. ``--quantize dynamic``: int8 weights for linear and recurrent layers
-   (:mod:`nntune.models.quantize`).
+3. ``--quantize dynamic``: int8 weights for linear and recurrent layers; ``--quantize static``:
+   int8 weights and activations of every supported layer (convolutions too), activation
+   ranges calibrated on ``calibration`` training samples (:mod:`nntune.models.quantize`).
 
 The result is a run folder of its own (``<run>/compressed/`` or ``--out``): config.yaml,
 ``checkpoints/best.pt`` (loadable by ``nntune evaluate``, ``load_run`` and ``export``) and
@@ -35,7 +36,12 @@ from nntune.errors import ConfigError, RunFolderError
 from nntune.evaluate.cost import median_latency
 from nntune.evaluate.evaluation import OpenedRun, open_run, split_part
 from nntune.evaluate.scores import classification_scores, regression_scores
-from nntune.models.quantize import QUANTIZE_MODES, quantizable_layers, quantize_dynamic
+from nntune.models.quantize import (
+    QUANTIZE_MODES,
+    quantizable_layers,
+    quantize_dynamic,
+    quantize_static,
+)
 from nntune.train.checkpoint import load_checkpoint, save_checkpoint, write_json_atomic
 from nntune.train.evaluate import predict_outputs
 
@@ -130,6 +136,7 @@ def compress_run(
     checkpoint: str = "best",
     out: str | Path | None = None,
     progress: Any = None,
+    calibration: int = 512,
 ) -> dict[str, Any]:
     """Compress a run's model (see the module's docstring); returns the contents of
     compress.json: ``{"run", "out", "steps": [{"step", <measures>}], ...}``."""
@@ -137,13 +144,10 @@ def compress_run(
         raise ConfigError("nothing to do: give --prune FRACTION and/or --quantize dynamic")
     if prune_amount is not None and not 0.0 < prune_amount < 1.0:
         raise ConfigError(f"--prune {prune_amount}: give a fraction between 0 and 1, e.g. 0.5")
-    if quantize == "static":
-        raise ConfigError(
-            "--quantize static is not supported yet (it needs per-arch observers and "
-            "calibration); use --quantize dynamic"
-        )
     if quantize is not None and quantize not in QUANTIZE_MODES:
         raise ConfigError(f"--quantize '{quantize}': allowed: {', '.join(QUANTIZE_MODES)}")
+    if calibration < 1:
+        raise ConfigError(f"--calibration {calibration}: give 1 or more training samples")
     if finetune < 0:
         raise ConfigError(f"--finetune {finetune}: give 0 or more epochs")
     if finetune and prune_amount is None:
@@ -153,7 +157,7 @@ def compress_run(
     folder = Path(out) if out is not None else opened.folder / "compressed"
     if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
         raise RunFolderError(f"'{folder}' exists and is not empty; remove it or give --out")
-    if quantize and quantizable_layers(opened.model) == 0:
+    if quantize == "dynamic" and quantizable_layers(opened.model) == 0:
         raise ConfigError(
             "--quantize dynamic: the model has no linear or recurrent layer to quantize"
         )
@@ -173,9 +177,13 @@ def compress_run(
             steps.append({"step": f"fine-tuned {finetune} epochs", **measure(model, opened, x, y)})
             say(f"compress: {steps[-1]}")
         make_permanent(model)
-    if quantize:
+    if quantize == "dynamic":
         model = quantize_dynamic(model)
         steps.append({"step": "quantized (dynamic int8)", **measure(model, opened, x, y)})
+        say(f"compress: {steps[-1]}")
+    elif quantize == "static":
+        model = _quantize_static(model, opened, calibration)
+        steps.append({"step": "quantized (static int8)", **measure(model, opened, x, y)})
         say(f"compress: {steps[-1]}")
     compression = {
         "prune": prune_amount,
@@ -198,6 +206,18 @@ def compress_run(
     }
     write_json_atomic(folder / "compress.json", result)
     return result
+
+
+def _quantize_static(model: nn.Module, opened: OpenedRun, samples: int) -> nn.Module:
+    """FX graph mode static quantization, its activation ranges observed on the first
+    ``samples`` rows of the run's training part (preprocessed, not augmented)."""
+    try:
+        return quantize_static(model, opened.bundle.x_train[:samples])
+    except Exception as err:  # FX tracing or a layer without a quantized kernel
+        raise ConfigError(
+            f"--quantize static: this model cannot be quantized statically ({type(err).__name__}: "
+            f"{str(err).splitlines()[0] if str(err) else ''}); try --quantize dynamic"
+        ) from None
 
 
 def _finetune(model: nn.Module, opened: OpenedRun, epochs: int) -> nn.Module:

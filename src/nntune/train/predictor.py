@@ -16,7 +16,7 @@ from nntune.data.pipeline import frame_to_array, to_frame
 from nntune.errors import DataError, RunFolderError
 from nntune.losses import LOSSES, Loss, build_loss
 from nntune.models import build_model
-from nntune.models.quantize import quantize_dynamic
+from nntune.models.quantize import quantized_like
 from nntune.train.callbacks.checkpoints import model_weights
 from nntune.train.checkpoint import load_checkpoint
 from nntune.train.evaluate import outputs_for_metrics, predict_outputs
@@ -119,9 +119,11 @@ def load_run(run_dir: str | Path, checkpoint: str = "best") -> Predictor:
         model = build_model(
             config.model, tuple(meta["sample_shape"]), loss.n_outputs(meta["n_outputs"])
         )
-        if (meta.get("compression") or {}).get("quantize") == "dynamic":
-            # a folder written by nntune compress: the int8 layers are rebuilt, then loaded
-            model = quantize_dynamic(model)
+        quantized = (meta.get("compression") or {}).get("quantize")
+        if quantized:
+            # a folder written by nntune compress: the int8 structure is rebuilt, then loaded
+            sample = torch.zeros(2, *meta["sample_shape"])
+            model = quantized_like(model, quantized, sample)
         model.load_state_dict(model_weights(payload))
     except (KeyError, RuntimeError, TypeError, ValueError) as err:
         raise RunFolderError(f"'{path}' does not hold a usable model: {err}") from None
