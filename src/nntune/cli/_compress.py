@@ -57,11 +57,15 @@ def compress_command(
         progress=progress_printer(quiet or json_out),
         calibration=calibration,
     )
+    from nntune.report import write_report
+
+    report = write_report(result["out"])
     if json_out:
         print(json.dumps(result, indent=2))
         return
     stdout.print(steps_table(result))
     stdout.print(f"compressed run: {result['out']}", markup=False)
+    stdout.print(f"report: {report}", markup=False)
 
 
 def _cell(value: Any) -> Text:

@@ -73,8 +73,8 @@ def result_folder(out: Path | None, name: str, runs_root: Path = Path("runs")) -
 def save_result(kind: str, result: dict[str, Any], folder: Path) -> Path:
     """Write a command's result as ``<kind>.json`` (compare, ablate, doctor) into ``folder``
     and its report beside it; returns the report's path."""
-    if kind not in ("compare", "ablate", "doctor"):
-        raise ConfigError(f"no report for '{kind}'; allowed: compare, ablate, doctor")
+    if kind not in ("compare", "ablate", "doctor", "compress"):
+        raise ConfigError(f"no report for '{kind}'; allowed: compare, ablate, doctor, compress")
     folder.mkdir(parents=True, exist_ok=True)
     write_json_atomic(folder / f"{kind}.json", result)
     return write_report(folder)

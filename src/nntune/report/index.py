@@ -57,6 +57,15 @@ def _headline(kind: str, folder: Path) -> tuple[str, Any, Any, Any]:
         return "unreadable", None, None, None
     if kind == "compare":
         return f"{result.get('metric')}: {result.get('verdict')}", None, result.get("seconds"), None
+    if kind == "compress":
+        last = (result.get("steps") or [{}])[-1]
+        metric = next((k for k in last if k.startswith("test_")), None)
+        return (
+            str(last.get("step", "")),
+            last.get(metric) if metric else None,
+            result.get("seconds"),
+            last.get("parameters"),
+        )
     if kind == "ablate":
         full = result.get("full") or {}
         return f"full {result.get('metric')}", full.get("mean"), result.get("seconds"), None

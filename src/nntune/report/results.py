@@ -14,7 +14,7 @@ from nntune.report import charts
 from nntune.report.page import Page, fmt
 from nntune.report.run import doctor_findings
 
-RESULT_FILES = ("compare.json", "ablate.json", "doctor.json")
+RESULT_FILES = ("compare.json", "ablate.json", "doctor.json", "compress.json")
 
 
 def compare_report(result: dict[str, Any], folder: Path) -> Page:
@@ -167,4 +167,31 @@ def _pairs(values: Any) -> str:
     return ", ".join(f"{k} {fmt(v)}" for k, v in values.items())
 
 
-PAGES = {"compare.json": compare_report, "ablate.json": ablate_report, "doctor.json": doctor_report}
+def compress_report(result: dict[str, Any], folder: Path) -> Page:
+    page = Page(
+        f"Compression of {Path(result['run']).name}",
+        f"{folder.resolve()} · from {result['run']} ({result.get('checkpoint')} checkpoint) · "
+        f"test split, {result.get('n_test')} samples",
+    )
+    steps = result["steps"]
+    columns = [k for k in steps[0] if k != "step"]
+    page.table(
+        ["step", *(c.replace("_", " ") for c in columns)],
+        [[s["step"], *(s.get(c) for c in columns)] for s in steps],
+    )
+    first, last = steps[0], steps[-1]
+    metric = next(c for c in columns if c.startswith("test_"))
+    page.text(
+        f"{last['step']}: {first['bytes'] / last['bytes']:.2f}× smaller file, "
+        f"{last['nonzero_parameters'] / max(1, first['nonzero_parameters']):.0%} of the non-zero "
+        f"parameters, {metric} {fmt(first[metric])} → {fmt(last[metric])}."
+    )
+    return page
+
+
+PAGES = {
+    "compare.json": compare_report,
+    "ablate.json": ablate_report,
+    "doctor.json": doctor_report,
+    "compress.json": compress_report,
+}
