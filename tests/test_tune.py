@@ -350,3 +350,20 @@ def test_start_from_config_can_be_switched_off_and_skips_values_outside_the_spac
     off["search"]["start_from_config"] = False
     tune(off, trials=2, sampler="random", pruner="none", quiet=True)
     assert all("start" not in t.user_attrs for t in load(Path("runs/tiny")).trials)
+
+
+def test_ctrl_c_in_a_worker_waits_for_a_safe_point() -> None:
+    """SIGINT sets a flag (a storage write under way finishes); the worker raises at its next
+    safe point, and a second Ctrl-C raises at once."""
+    from nntune.search.study import DeferredInterrupt
+
+    with DeferredInterrupt() as interrupt:
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.05)  # the handler has run: no KeyboardInterrupt yet
+        assert interrupt.requested
+        with pytest.raises(KeyboardInterrupt):
+            interrupt.check()
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.05)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler

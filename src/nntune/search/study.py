@@ -16,8 +16,10 @@ import inspect
 import json
 import math
 import os
+import signal
 import socket
 import sys
+import threading
 import time
 import warnings
 from collections.abc import Iterator, Sequence
@@ -243,6 +245,35 @@ def sweep_stale_trials(study: optuna.Study) -> list[int]:
 # --- the trial ----------------------------------------------------------------------------------
 
 
+class DeferredInterrupt:
+    """Ctrl-C in a worker. A storage write cut half-way can leave a journal entry half written
+    or a lock file behind, so SIGINT only sets a flag, and the worker raises KeyboardInterrupt
+    at safe points: between training steps (:class:`TrialReporter`) and between trials. A
+    second Ctrl-C raises at once."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self.previous: Any = None
+
+    def __enter__(self) -> DeferredInterrupt:
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGINT, self._handler)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+
+    def _handler(self, signum: int, frame: object) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def check(self) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+
+
 class TrialReporter(Callback):
     """Reports the searched metric every epoch; stops the run when the pruner or the deadline
     says so."""
@@ -250,15 +281,23 @@ class TrialReporter(Callback):
     key = "trial_reporter"
 
     def __init__(
-        self, trial: optuna.Trial, metric: str | None, pruning: bool, deadline: float | None
+        self,
+        trial: optuna.Trial,
+        metric: str | None,
+        pruning: bool,
+        deadline: float | None,
+        interrupt: DeferredInterrupt | None = None,
     ) -> None:
         self.trial = trial
         self.metric = metric
         self.pruning = pruning
         self.deadline = deadline
+        self.interrupt = interrupt
         self.pruned: str | None = None
 
     def after_backward(self, state: TrainState, loss: torch.Tensor) -> Decision:
+        if self.interrupt is not None:
+            self.interrupt.check()  # a safe point: no storage write is under way
         if self.deadline is not None and time.time() >= self.deadline:
             self.pruned = "deadline"
             return Stop("the search's time budget ran out")
@@ -334,7 +373,11 @@ class TrialOutcome:
 
 
 def run_trial(
-    job: Job, study: optuna.Study, trial: optuna.Trial, params: list[Param]
+    job: Job,
+    study: optuna.Study,
+    trial: optuna.Trial,
+    params: list[Param],
+    interrupt: DeferredInterrupt | None = None,
 ) -> TrialOutcome:
     import nntune
 
@@ -351,7 +394,7 @@ def run_trial(
     trial.set_user_attr("run_dir", str(out))
     single = len(job.objectives) == 1
     metric = job.objectives[0] if single else None
-    reporter = TrialReporter(trial, metric, pruning=single, deadline=job.deadline)
+    reporter = TrialReporter(trial, metric, single, job.deadline, interrupt)
     try:
         result = nntune.train(config, out=out, callbacks=[reporter], progress=False)
     except NntuneError as err:
@@ -411,31 +454,34 @@ def run_worker(job: Job) -> int:
     if job.grid_size is not None:
         limit = job.grid_size if limit is None else min(limit, job.grid_size)
     finished = 0
-    while True:
-        if job.deadline is not None and time.time() >= job.deadline:
-            break
-        with study_lock(study_dir):
-            sweep(study)
-            if limit is not None and counted_trials(study) >= limit:
+    with DeferredInterrupt() as interrupt:
+        while True:
+            interrupt.check()
+            if job.deadline is not None and time.time() >= job.deadline:
                 break
-            trial = study.ask()
-        try:
-            with heartbeat(study, trial):
-                outcome = run_trial(job, study, trial, params)
-        except KeyboardInterrupt:
-            trial.set_user_attr("fail_reason", "interrupted (Ctrl-C)")
-            study.tell(trial, state=optuna.trial.TrialState.FAIL)
-            raise
-        for key, value in outcome.attrs.items():
-            trial.set_user_attr(key, value)
-        if outcome.state == optuna.trial.TrialState.COMPLETE:
-            study.tell(trial, outcome.values)
-        else:
-            study.tell(trial, state=outcome.state)
-        finished += 1
-        if not job.quiet:
-            # stderr: stdout carries only the result (--json)
-            print(progress_line(study, trial.number, outcome, job), file=sys.stderr, flush=True)
+            with study_lock(study_dir):
+                sweep(study)
+                if limit is not None and counted_trials(study) >= limit:
+                    break
+                trial = study.ask()
+            try:
+                with heartbeat(study, trial):
+                    outcome = run_trial(job, study, trial, params, interrupt)
+            except KeyboardInterrupt:
+                trial.set_user_attr("fail_reason", "interrupted (Ctrl-C)")
+                study.tell(trial, state=optuna.trial.TrialState.FAIL)
+                raise
+            for key, value in outcome.attrs.items():
+                trial.set_user_attr(key, value)
+            if outcome.state == optuna.trial.TrialState.COMPLETE:
+                study.tell(trial, outcome.values)
+            else:
+                study.tell(trial, state=outcome.state)
+            finished += 1
+            if not job.quiet:
+                # stderr: stdout carries only the result (--json)
+                line = progress_line(study, trial.number, outcome, job)
+                print(line, file=sys.stderr, flush=True)
     return finished
 
 
