@@ -113,26 +113,24 @@ def fit_stages(trainer: Trainer, config: Config) -> RunResult:
         result = stage_trainer.fit()
         summaries.append({**result.summary, "stage": i})
         weights = {k: v.detach().clone() for k, v in stage_trainer.model.state_dict().items()}
-    if stage_trainer is None:  # every stage was finished already
-        assert run_dir is not None
-        summary = json.loads((run_dir / "summary.json").read_text())
-        return RunResult(run_dir=run_dir, summary=summary, history=None)  # type: ignore[arg-type]
-    assert result is not None
-    trainer.model = stage_trainer.model
-    trainer.bundle = stage_trainer.bundle
-    trainer.config = stage_trainer.config
+    if stage_trainer is not None:
+        trainer.model = stage_trainer.model
+        trainer.bundle = stage_trainer.bundle
+        trainer.config = stage_trainer.config
     summary = {
-        **result.summary,
+        **summaries[-1],
         "name": config.name,
         "run_dir": str(run_dir) if run_dir is not None else None,
         "stages": [_brief(s, i) for i, s in enumerate(summaries, start=1)],
         "epochs_run": sum(int(s.get("epochs_run", 0)) for s in summaries),
         "seconds": round(sum(float(s.get("seconds", 0.0)) for s in summaries), 4),
     }
-    if run_dir is not None:
+    summary.pop("stage", None)
+    if run_dir is not None:  # also when a resumed run found every stage finished
         _merge_folders(run_dir, len(configs))
         write_json_atomic(run_dir / "summary.json", summary)
-    return RunResult(run_dir=run_dir, summary=summary, history=result.history)
+    history = result.history if result is not None else None
+    return RunResult(run_dir=run_dir, summary=summary, history=history)  # type: ignore[arg-type]
 
 
 def _brief(summary: dict[str, Any], index: int) -> dict[str, Any]:
