@@ -231,6 +231,9 @@ def _start(args: list[str], cwd: Path) -> subprocess.Popen:
         stderr=subprocess.PIPE,
         text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        # Ctrl-C as in a terminal, also when the tests run as a background job (which
+        # inherits an ignored SIGINT, and nntune leaves an ignored SIGINT ignored)
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
 
 
@@ -354,16 +357,25 @@ def test_start_from_config_can_be_switched_off_and_skips_values_outside_the_spac
 
 def test_ctrl_c_in_a_worker_waits_for_a_safe_point() -> None:
     """SIGINT sets a flag (a storage write under way finishes); the worker raises at its next
-    safe point, and a second Ctrl-C raises at once."""
+    safe point, and a second Ctrl-C raises at once. An ignored SIGINT stays ignored."""
     from nntune.search.study import DeferredInterrupt
 
-    with DeferredInterrupt() as interrupt:
-        os.kill(os.getpid(), signal.SIGINT)
-        time.sleep(0.05)  # the handler has run: no KeyboardInterrupt yet
-        assert interrupt.requested
-        with pytest.raises(KeyboardInterrupt):
-            interrupt.check()
-        with pytest.raises(KeyboardInterrupt):
+    outer = signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal
+    try:
+        with DeferredInterrupt() as interrupt:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.05)  # the handler has run: no KeyboardInterrupt yet
+            assert interrupt.requested
+            with pytest.raises(KeyboardInterrupt):
+                interrupt.check()
+            with pytest.raises(KeyboardInterrupt):
+                os.kill(os.getpid(), signal.SIGINT)
+                time.sleep(0.05)
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # under nohup
+        with DeferredInterrupt() as interrupt:
             os.kill(os.getpid(), signal.SIGINT)
             time.sleep(0.05)
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+            assert not interrupt.requested
+    finally:
+        signal.signal(signal.SIGINT, outer)

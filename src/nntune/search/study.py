@@ -256,7 +256,9 @@ class DeferredInterrupt:
         self.previous: Any = None
 
     def __enter__(self) -> DeferredInterrupt:
-        if threading.current_thread() is threading.main_thread():
+        main = threading.current_thread() is threading.main_thread()
+        # an ignored SIGINT (nohup, a background job) stays ignored
+        if main and signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
             self.previous = signal.signal(signal.SIGINT, self._handler)
         return self
 
