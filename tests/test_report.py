@@ -214,3 +214,21 @@ def test_reports_render_in_headless_chromium(runs: Path, tmp_path: Path) -> None
                 assert plot["drawn"] > 0 and plot["width"] > 100, (kind, plot)
             assert loaded.screenshot.stat().st_size > 10_000
             assert loaded.title and loaded.text.strip()
+
+
+def test_a_report_that_fails_is_a_warning_after_a_finished_command(
+    runs: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The results stand: a report that cannot be written (here: report.html is a folder)
+    warns with the way to rebuild it instead of failing the command."""
+    import shutil
+
+    from nntune.report import report_after
+
+    folder = tmp_path / "run"
+    shutil.copytree(runs / "iris-run", folder)
+    (folder / "report.html").unlink()
+    (folder / "report.html").mkdir()
+    assert report_after(folder) is None
+    err = capsys.readouterr().err
+    assert "warning: report.html was not written" in err and f"nntune report {folder}" in err

@@ -65,13 +65,15 @@ def ablate_command(
         return
     if not result["rows"]:
         stdout.print(result["message"], markup=False)
-        stdout.print(f"report: {report}", markup=False)
+        if report is not None:
+            stdout.print(f"report: {report}", markup=False)
         return
     stdout.print(result_table(result))
     for row in result["rows"]:
         stdout.print(f"{row['trick']}: {row['summary']}; {row['verdict']}", markup=False)
     stdout.print(f"verdicts: {result['test']}", markup=False)
-    stdout.print(f"report: {report}", markup=False)
+    if report is not None:
+        stdout.print(f"report: {report}", markup=False)
 
 
 def _p(value: Any) -> str:

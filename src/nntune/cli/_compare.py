@@ -66,7 +66,8 @@ def compare_command(
     stdout.print(result_table(result))
     for line in result_lines(result):
         stdout.print(line, markup=False)
-    stdout.print(f"report: {report}", markup=False)
+    if report is not None:
+        stdout.print(f"report: {report}", markup=False)
 
 
 def _p(value: Any) -> str:

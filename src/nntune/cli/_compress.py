@@ -57,15 +57,16 @@ def compress_command(
         progress=progress_printer(quiet or json_out),
         calibration=calibration,
     )
-    from nntune.report import write_report
+    from nntune.report import report_after
 
-    report = write_report(result["out"])
+    report = report_after(result["out"])
     if json_out:
         print(json.dumps(result, indent=2))
         return
     stdout.print(steps_table(result))
     stdout.print(f"compressed run: {result['out']}", markup=False)
-    stdout.print(f"report: {report}", markup=False)
+    if report is not None:
+        stdout.print(f"report: {report}", markup=False)
 
 
 def _cell(value: Any) -> Text:

@@ -56,9 +56,9 @@ def train_command(
     summary = result.summary
     report_path = None
     if report and result.run_dir is not None:
-        from nntune.report import write_report
+        from nntune.report import report_after
 
-        report_path = write_report(result.run_dir)
+        report_path = report_after(result.run_dir)
     if json_out:
         print(json.dumps(summary, indent=2))
         return

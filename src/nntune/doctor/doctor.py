@@ -140,9 +140,9 @@ def doctor(
     report["seconds"] = round(time.perf_counter() - started, 2)
     folder.mkdir(parents=True, exist_ok=True)
     write_json_atomic(folder / "doctor.json", report)
-    from nntune.report import write_report
+    from nntune.report import report_after
 
-    write_report(folder)
+    report_after(folder)
     report["folder"] = str(folder)
     return report
 

@@ -8,6 +8,7 @@ runs, and an index of a runs root. They read folders; they never train.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -57,6 +58,21 @@ def write_report(
     return target
 
 
+def report_after(path: str | Path) -> Path | None:
+    """``write_report`` at the end of a command whose results are already on disk: a report
+    that fails must not turn a finished training or search into an error, so a failure is a
+    warning on stderr (with how to rebuild it) and None."""
+    try:
+        return write_report(path)
+    except Exception as err:  # any failure of the page: the results stand without it
+        print(
+            f"warning: report.html was not written in {path} ({type(err).__name__}: {err}); "
+            f"the results are there; rebuild it with: nntune report {path}",
+            file=sys.stderr,
+        )
+        return None
+
+
 def result_folder(out: Path | None, name: str, runs_root: Path = Path("runs")) -> Path:
     """The folder a command's result goes to, checked before anything runs so that no earlier
     result is overwritten: ``out`` (new or empty), or a new ``runs_root/<name>-<time>``
@@ -70,18 +86,19 @@ def result_folder(out: Path | None, name: str, runs_root: Path = Path("runs")) -
     return out
 
 
-def save_result(kind: str, result: dict[str, Any], folder: Path) -> Path:
+def save_result(kind: str, result: dict[str, Any], folder: Path) -> Path | None:
     """Write a command's result as ``<kind>.json`` (compare, ablate, doctor) into ``folder``
-    and its report beside it; returns the report's path."""
+    and its report beside it; returns the report's path (None: see :func:`report_after`)."""
     if kind not in ("compare", "ablate", "doctor", "compress"):
         raise ConfigError(f"no report for '{kind}'; allowed: compare, ablate, doctor, compress")
     folder.mkdir(parents=True, exist_ok=True)
     write_json_atomic(folder / f"{kind}.json", result)
-    return write_report(folder)
+    return report_after(folder)
 
 
 __all__ = [
     "REPORT",
+    "report_after",
     "result_folder",
     "save_result",
     "write_report",

@@ -31,7 +31,7 @@ import optuna
 from nntune.config import Config, config_to_dict, config_to_yaml, load_config
 from nntune.errors import ConfigError, NntuneError
 from nntune.records import StudyResult
-from nntune.report.study import write_study_report
+from nntune.report import report_after
 from nntune.search.space import (
     candidate_names,
     component_of,
@@ -235,7 +235,7 @@ def tune(
         summary = json.loads((study_dir / "summary.json").read_text())
         summary["retrain"] = retrain
         write_json_atomic(study_dir / "summary.json", summary)
-        write_study_report(study_dir)
+        report_after(study_dir)
         result.retrain = retrain
     if interrupted:
         raise KeyboardInterrupt
@@ -354,7 +354,7 @@ def write_outputs(job: Job, study_dir: Path, seconds: float) -> StudyResult:
     if failures:
         summary["failures"] = failures
     write_json_atomic(study_dir / "summary.json", summary)
-    write_study_report(study_dir)
+    report_after(study_dir)
     return StudyResult(
         study=job.study,
         best_value=summary["best_value"],
