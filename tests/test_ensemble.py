@@ -125,3 +125,7 @@ def test_a_snapshot_ensemble_of_one_run(tmp_path: Path) -> None:
     # the last snapshot is the run's final model
     last = evaluate_run(tmp_path / "run", "test", "last", cost=False)["metrics"]["accuracy"]
     assert result["members"][-1]["metrics"]["accuracy"] == last
+    # a snapshot is a checkpoint evaluate reads, as README says
+    snapshot = evaluate_run(tmp_path / "run", "test", "snapshot-4", cost=False)
+    assert snapshot["checkpoint"] == "snapshot-4"
+    assert snapshot["metrics"]["accuracy"] == result["members"][1]["metrics"]["accuracy"]

@@ -17,7 +17,9 @@ from nntune.cli._app import app, stdout, working
 def evaluate_command(
     run_dir: Path = typer.Argument(..., help="run folder", metavar="RUN_DIR", show_default=False),
     split: str = typer.Option("test", "--split", help="test | val | train"),
-    checkpoint: str = typer.Option("best", "--checkpoint", help="best | last"),
+    checkpoint: str = typer.Option(
+        "best", "--checkpoint", help="best | last | snapshot-<epoch> (train.snapshots)"
+    ),
     threads: int | None = typer.Option(
         None, "--threads", help="torch threads for the evaluation and the timings (default: all)"
     ),

@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from nntune.config import Config, validate_config
@@ -36,7 +35,7 @@ from nntune.train import load_run
 from nntune.train.attacks import ATTACKS
 from nntune.train.attacks import attack as attack_inputs
 from nntune.train.build import as_reconstruction, is_reconstruction
-from nntune.train.checkpoint import load_checkpoint
+from nntune.train.checkpoint import load_checkpoint, same_state
 from nntune.train.evaluate import predict_outputs
 
 SPLITS = ("test", "val", "train")
@@ -74,10 +73,6 @@ def evaluate_run(
     """
     if split not in SPLITS:
         raise ConfigError(f"--split '{split}' is not a split; allowed: {', '.join(SPLITS)}")
-    if checkpoint not in CHECKPOINTS:
-        raise ConfigError(
-            f"--checkpoint '{checkpoint}' is not a checkpoint; allowed: {', '.join(CHECKPOINTS)}"
-        )
     if threads is not None and threads < 1:
         raise ConfigError(f"--threads {threads}: give 1 or more")
     if attack is not None and attack not in ATTACKS:
@@ -230,7 +225,7 @@ def _rebuild_data(config: Config, meta: dict[str, Any], folder: Path) -> DataBun
     saved = meta.get("pipeline")
     fitted = bundle.pipeline.state_dict() if bundle.pipeline is not None else None
     changed = []
-    if saved is not None and fitted is not None and not _same_state(saved, fitted):
+    if saved is not None and fitted is not None and not same_state(saved, fitted):
         changed.append("the preprocessing fitted on its training part")
     if list(bundle.sample_shape) != list(meta.get("sample_shape", [])):
         changed.append(f"the sample shape ({meta.get('sample_shape')} → {bundle.sample_shape})")
@@ -245,26 +240,6 @@ def _rebuild_data(config: Config, meta: dict[str, Any], folder: Path) -> DataBun
             "Restore the original data file to evaluate this run"
         )
     return bundle
-
-
-def _same_state(a: Any, b: Any) -> bool:
-    """Equality of two saved states (tensors compared to float32 precision)."""
-    if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
-        ta, tb = torch.as_tensor(a), torch.as_tensor(b)
-        if ta.shape != tb.shape:
-            return False
-        if not (ta.is_floating_point() or tb.is_floating_point()):
-            return bool(torch.equal(ta, tb))
-        return bool(torch.allclose(ta.double(), tb.double(), rtol=1e-5, atol=1e-7, equal_nan=True))
-    if isinstance(a, dict) and isinstance(b, dict):
-        return a.keys() == b.keys() and all(_same_state(a[k], b[k]) for k in a)
-    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
-        return len(a) == len(b) and all(_same_state(x, y) for x, y in zip(a, b, strict=True))
-    if isinstance(a, float) and isinstance(b, float):
-        return a == b or (math.isnan(a) and math.isnan(b)) or math.isclose(a, b, rel_tol=1e-6)
-    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
-        return bool(np.array_equal(np.asarray(a), np.asarray(b)))
-    return bool(a == b)
 
 
 def run_loss(config: Config, bundle: DataBundle) -> Loss:

@@ -9,16 +9,15 @@ from typing import Any
 from nntune.errors import NntuneError, RunFolderError
 from nntune.report import charts
 from nntune.report.page import Page, fmt
+from nntune.train import checkpoint
 from nntune.train.checkpoint import write_text_atomic
 
 REPORT = "report.html"
 
 
 def read_json(path: Path) -> dict[str, Any]:
-    try:
-        value = json.loads(path.read_text())
-    except (OSError, ValueError) as err:
-        raise RunFolderError(f"{path}: cannot be read as JSON ({err})") from None
+    """A JSON object from a folder (summary.json, compare.json...); RunFolderError otherwise."""
+    value = checkpoint.read_json(path)
     if not isinstance(value, dict):
         raise RunFolderError(f"{path}: not a JSON object")
     return value

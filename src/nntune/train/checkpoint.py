@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import os
 import pickle
 import warnings
@@ -11,6 +12,7 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from nntune.errors import RunFolderError
@@ -97,3 +99,24 @@ def read_json(path: Path) -> Any:
         raise RunFolderError(f"'{path}' not found") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise RunFolderError(f"'{path}' is not valid JSON: {err}") from None
+
+
+def same_state(a: Any, b: Any) -> bool:
+    """Equality of two saved states, e.g. fitted preprocessing (tensors compared to float32
+    precision)."""
+    if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
+        ta, tb = torch.as_tensor(a), torch.as_tensor(b)
+        if ta.shape != tb.shape:
+            return False
+        if not (ta.is_floating_point() or tb.is_floating_point()):
+            return bool(torch.equal(ta, tb))
+        return bool(torch.allclose(ta.double(), tb.double(), rtol=1e-5, atol=1e-7, equal_nan=True))
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(same_state(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(same_state(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, float) and isinstance(b, float):
+        return a == b or (math.isnan(a) and math.isnan(b)) or math.isclose(a, b, rel_tol=1e-6)
+    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+        return bool(np.array_equal(np.asarray(a), np.asarray(b)))
+    return bool(a == b)

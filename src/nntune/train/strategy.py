@@ -27,6 +27,7 @@ from nntune.errors import ConfigError
 from nntune.losses import Loss
 from nntune.registry import Registry
 from nntune.train.attacks import attack
+from nntune.train.checkpoint import same_state
 
 
 class TrainingStrategy:
@@ -99,7 +100,10 @@ def distill(options: DistillOptions, context: dict[str, Any]) -> TrainingStrateg
         problems.append("other class names")
     saved = meta.get("pipeline")
     fitted = bundle.pipeline.state_dict() if bundle.pipeline is not None else None
-    if not _same_pipeline(saved, fitted):
+    same = saved is None and fitted is None
+    if saved is not None and fitted is not None:
+        same = same_state(saved, fitted)
+    if not same:
         problems.append("other fitted preprocessing (data section or split differ)")
     if problems:
         raise ConfigError(
@@ -109,19 +113,6 @@ def distill(options: DistillOptions, context: dict[str, Any]) -> TrainingStrateg
         )
     device = context["device"]
     return Distillation(teacher.model.to(device), options.temperature, options.alpha)
-
-
-def _same_pipeline(a: Any, b: Any) -> bool:
-    if a is None or b is None:
-        return a is None and b is None
-    if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
-        ta, tb = torch.as_tensor(a), torch.as_tensor(b)
-        return ta.shape == tb.shape and bool(torch.allclose(ta.double(), tb.double(), atol=1e-6))
-    if isinstance(a, dict) and isinstance(b, dict):
-        return a.keys() == b.keys() and all(_same_pipeline(a[k], b[k]) for k in a)
-    if isinstance(a, list | tuple) and isinstance(b, list | tuple):
-        return len(a) == len(b) and all(_same_pipeline(x, y) for x, y in zip(a, b, strict=True))
-    return bool(a == b)
 
 
 class AdversarialOptions(_Options):
