@@ -34,14 +34,26 @@ def train_command(
         help="start from this run folder's weights (those matching by name and shape); "
         "the same as --set train.init_from=RUN_DIR",
     ),
+    nproc: int | None = typer.Option(
+        None,
+        "--nproc",
+        min=1,
+        help="train data-parallel in this many local processes (runs torchrun "
+        "--standalone --nproc_per_node N -m nntune train ...)",
+    ),
 ) -> None:
     """Train a model from a config and write a run folder (with report.html)."""
     from nntune.train import Trainer
+    from nntune.train.distributed import is_main_process
 
     if out is not None and resume is not None:
         raise typer.BadParameter("give --out or --resume, not both")
+    if nproc is not None and nproc > 1:
+        raise SystemExit(launch_torchrun(config, nproc, set_, out, resume))
     if init_from is not None:
         set_ = [*set_, f"train.init_from={json.dumps(str(init_from.resolve()))}"]
+    if not is_main_process():  # another rank of a torchrun job: rank 0 prints and reports
+        quiet, json_out, report = True, False, False
     progress = not (quiet or json_out) and sys.stdout.isatty()
     trainer = Trainer(config, set_, out=out, resume=resume, progress=progress)
     try:
@@ -68,6 +80,41 @@ def train_command(
         stdout.print(line, markup=False)
     if report_path is not None:
         stdout.print(f"report   {report_path}", markup=False)
+
+
+def launch_torchrun(
+    config: Path, nproc: int, overrides: list[str], out: Path | None, resume: Path | None
+) -> int:
+    """``nntune train --nproc N``: the same command under torchrun, after the checks that
+    would otherwise fail in every process at once (bad config, an --out that exists)."""
+    import os
+    import subprocess
+
+    from nntune.config import load_config
+    from nntune.train.build import check_components
+    from nntune.train.run import check_distributed, check_world_size
+    from nntune.train.rundir import LAST, check_new_run_dir
+
+    check_distributed(check_components(load_config(config, overrides)), nproc)
+    if out is not None:
+        check_new_run_dir(out)
+    if resume is not None and (resume / LAST).exists():
+        check_world_size(resume, None, nproc)
+    argv = sys.argv[1:]
+    at = next(i for i, arg in enumerate(argv) if arg == "--nproc" or arg.startswith("--nproc="))
+    rest = argv[:at] + argv[at + (1 if "=" in argv[at] else 2) :]
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc_per_node={nproc}",
+        "-m",
+        "nntune",
+        *rest,
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+    return subprocess.call(command, env=env)
 
 
 def summary_lines(summary: dict) -> list[str]:

@@ -144,12 +144,22 @@ class EarlyStoppingConfig(Section):
 
 class TrainConfig(Section):
     epochs: int = Field(20, ge=1)
-    batch_size: int = Field(64, ge=1)
+    batch_size: int = Field(
+        64,
+        ge=1,
+        description="samples per step; under torchrun per process (global batch = batch_size × "
+        "processes; the lr is used as given: scale it with the global batch, e.g. linearly)",
+    )
     grad_clip: GradClipConfig | None = None
     accumulate: int = Field(1, ge=1, description="gradient accumulation steps")
     early_stopping: EarlyStoppingConfig | None = None
     threads: int | None = Field(None, ge=1, description="torch threads (default: all cores)")
     device: str = Field("auto", description="auto | cpu | cuda | cuda:N")
+    sync_bn: bool = Field(
+        False,
+        description="under torchrun, BatchNorm uses the statistics of the global batch (all "
+        "processes) instead of each process's part",
+    )
     metrics: list[str] | None = Field(
         None, description="metrics logged each epoch (default: all of the task's metrics)"
     )

@@ -51,6 +51,7 @@ from nntune.train.callbacks.base import (
     TrainState,
     overrides,
 )
+from nntune.train.distributed import DataParallel, broadcast, epoch_seed
 from nntune.train.evaluate import metric_values, predict_outputs, score
 from nntune.train.strategy import TrainingStrategy
 
@@ -114,6 +115,7 @@ class Engine:
         seed: int = 0,
         average: WeightAverage | None = None,
         strategy: TrainingStrategy | None = None,
+        parallel: DataParallel | None = None,
     ) -> None:
         self.model = model
         self.loss = loss
@@ -140,8 +142,13 @@ class Engine:
         self.scaler = (
             torch.amp.GradScaler(self.device.type) if settings.precision == "fp16" else None
         )
-        # batch order and augmentation draw from this generator, so they are part of the state
+        self.seed = seed
+        # augmentation and attacks draw from this generator, so it is part of the state; the
+        # batch order is a function of (seed, epoch), the same on every rank of a DDP job
         self.generator = torch.Generator().manual_seed(seed)
+        # data-parallel training: the model that trains is the DDP wrapper of ``model``
+        self.parallel = parallel
+        self.trained_model: nn.Module = parallel.module if parallel else model
         self.stop_reason: str | None = None
         self.restored: str | None = None
         self.elapsed = 0.0
@@ -192,13 +199,20 @@ class Engine:
         state, settings = self.state, self.settings
         model, optimizer = self.model, self.optimizer
         model.train()
-        loss_sum, loss_count, skipped = 0.0, 0, 0
+        loss_sum, loss_count, skipped = 0.0, 0.0, 0
         norms: list[float] = []
         seen_outputs: list[torch.Tensor] = []
         seen_targets: list[torch.Tensor] = []
         micro, micro_losses = 0, []
         n_batches = self.batches.steps_in_epoch(state.epoch)
-        for index, (x, y) in enumerate(self.batches.epoch(self.generator, state.epoch)):
+        parallel = self.parallel
+        if parallel is not None:
+            # each rank's own randomness, replayable by a resumed run of the same world size
+            rank_seed = epoch_seed(self.seed, state.epoch, parallel.shard.rank)
+            self.generator.manual_seed(rank_seed)
+            torch.manual_seed(rank_seed)
+        order = torch.Generator().manual_seed(epoch_seed(self.seed, state.epoch, -1))
+        for index, (x, y) in enumerate(self.batches.epoch(order, state.epoch)):
             if micro == 0:
                 self._set_lr(state.step)
             batch = Batch(x, y)
@@ -206,11 +220,15 @@ class Engine:
                 batch = augmentation(batch, self.generator)
             if self.strategy is not None:
                 batch = self.strategy.transform(model, self.loss, batch, self.generator)
-            with autocast(self.device, settings.precision):
-                outputs = model(batch.x)
+            last_micro = micro + 1 >= settings.accumulate or index + 1 >= n_batches
+            with (
+                parallel.no_sync(not last_micro) if parallel else contextlib.nullcontext(),
+                autocast(self.device, settings.precision),
+            ):
+                outputs = self.trained_model(batch.x)
                 loss, total = self._objective(outputs, batch)
-            scaled = total / settings.accumulate if settings.accumulate > 1 else total
-            (self.scaler.scale(scaled) if self.scaler else scaled).backward()
+                scaled = total / settings.accumulate if settings.accumulate > 1 else total
+                (self.scaler.scale(scaled) if self.scaler else scaled).backward()
             value = loss.item()
             micro_losses.append(value)
             if math.isfinite(value):
@@ -223,6 +241,9 @@ class Engine:
                 continue
             micro = 0
             state.loss = sum(micro_losses) / len(micro_losses)
+            if parallel is not None:
+                # the global batch's loss: a NaN on any rank is seen, and acted on, by all
+                state.loss = parallel.mean(state.loss)
             micro_losses = []
             decision = self._first_decision("after_backward", loss)
             if isinstance(decision, Stop):
@@ -249,6 +270,10 @@ class Engine:
         if self.average is not None:
             self.average.after_epoch(state.epoch)
         state.epoch += 1
+        if parallel is not None:
+            loss_sum, loss_count = parallel.sum([loss_sum, loss_count])
+            seen_outputs = parallel.gather(seen_outputs)
+            seen_targets = parallel.gather(seen_targets)
         record = self._record(
             loss_sum / loss_count if loss_count else math.nan,
             norms,
@@ -257,6 +282,8 @@ class Engine:
             skipped,
             time.perf_counter() - started,
         )
+        if parallel is not None:
+            record = broadcast(record)  # every rank decides on rank 0's numbers
         state.history.append(record)
         self.elapsed = record.seconds
         self.schedule.observe(record.to_json())
@@ -424,6 +451,7 @@ class Engine:
             "rng": rng,
             "average": self.average.state_dict() if self.average else None,
             "scaler": self.scaler.state_dict() if self.scaler else None,
+            "world_size": self.parallel.shard.world if self.parallel else 1,
         }
 
     def load_state_dict(self, saved: dict[str, Any]) -> None:

@@ -49,6 +49,14 @@ from nntune.train.callbacks.doctor import DoctorProbe
 from nntune.train.callbacks.snapshots import Snapshots, cycle_end_epochs
 from nntune.train.callbacks.tracking import Tracking, check_trackers, hyperparameters
 from nntune.train.checkpoint import load_checkpoint, write_json_atomic, write_text_atomic
+from nntune.train.distributed import (
+    DataParallel,
+    Shard,
+    device_for,
+    from_environment,
+    init_process_group,
+    sync_batchnorm,
+)
 from nntune.train.engine import Engine, EngineSettings, horizon
 from nntune.train.evaluate import evaluate
 from nntune.train.rundir import (
@@ -118,6 +126,7 @@ def make_batches(
     loader: Dataset | None,
     full_batch: bool,
     device: torch.device,
+    shard: Shard | None = None,
 ) -> TensorBatches | LoaderBatches:
     """Training batches: in-memory tensors (fast path) or a DataLoader over a user's Dataset,
     with the configured batch size rule."""
@@ -131,16 +140,25 @@ def make_batches(
         lr_scaling=growth.lr_scaling if growth else "none",
     )
     if loader is not None:
-        return LoaderBatches(loader, sizes, device)
+        return LoaderBatches(loader, sizes, device, shard=shard)
     x_train, y_train = bundle.x_train.to(device), bundle.y_train.to(device)
     if full_batch:
         return TensorBatches(x_train, y_train, len(x_train))
-    return TensorBatches(x_train, y_train, sizes, train.random_batch_size)
+    return TensorBatches(x_train, y_train, sizes, train.random_batch_size, shard)
 
 
-def check_combinations(config: Config, parts: RunParts, device: torch.device, loader: bool) -> None:
+def check_combinations(
+    config: Config,
+    parts: RunParts,
+    device: torch.device,
+    loader: bool,
+    shard: Shard | None = None,
+    n_train: int = 0,
+) -> None:
     """Settings that are valid alone but not together (the schema checks each one alone)."""
     train, optimizer = config.train, config.optimizer.name
+    if shard is not None:
+        check_distributed(config, shard.world, loader, n_train)
     if needs_closure(parts.optimizer):
         for key, bad in (
             ("train.accumulate", train.accumulate > 1),
@@ -166,6 +184,51 @@ def check_combinations(config: Config, parts: RunParts, device: torch.device, lo
         raise ConfigError(
             f"train.precision = fp16 needs a CUDA device (this run is on {device.type}); "
             "use bf16 on CPU, or fp32"
+        )
+
+
+def check_distributed(config: Config, world: int, loader: bool = True, n_train: int = 0) -> None:
+    """What data-parallel training cannot do (every rank must take the same steps). Checked
+    from the config alone by ``nntune train --nproc`` before it starts the processes."""
+    from nntune.optim import OPTIMIZERS
+    from nntune.train.distributed import check_device
+
+    train, optimizer = config.train, config.optimizer.name
+    where = f"under torchrun ({world} processes)"
+    check_device(train.device, world)
+    if config.stages:
+        raise ConfigError(
+            f"stages: staged training does not run {where} yet; run each stage as its own "
+            "nntune train with --init-from the previous stage's run folder"
+        )
+    if "full_batch" in OPTIMIZERS.get(optimizer, key="optimizer").tags:
+        raise ConfigError(
+            f"optimizer {optimizer} cannot train {where}: it steps on the whole training set; "
+            "train it in one process"
+        )
+    if train.random_batch_size is not None:
+        raise ConfigError(
+            f"train.random_batch_size cannot be used {where}: every rank must take the same "
+            "steps; use train.batch_size (per process) or train.batch_schedule"
+        )
+    if not loader and n_train < 2 * world:
+        raise DataError(
+            f"{n_train} training samples cannot be shared by {world} processes "
+            "(each needs two per batch)"
+        )
+
+
+def check_world_size(run_dir: Path, payload: dict[str, Any] | None, world: int) -> None:
+    """A run resumes with the number of processes it was trained with (its batches depend on
+    it). ``payload`` is the loaded last.pt (None: read it)."""
+    if payload is None:
+        payload = load_checkpoint(existing_run_dir(run_dir) / LAST)
+    saved = int((payload.get("engine") or {}).get("world_size", 1))
+    if saved != world:
+        how = "in one process" if saved == 1 else f"with --nproc {saved}"
+        raise RunFolderError(
+            f"--resume {run_dir}: the run was trained by {saved} process(es) and this is "
+            f"{world}; the batches differ with the number of processes, so resume it {how}"
         )
 
 
@@ -260,14 +323,23 @@ class Trainer:
 
     def fit(self) -> RunResult:
         config = self._config()
+        shard = from_environment()
+        if shard is not None:
+            check_distributed(config, shard.world)
         if config.stages:
             from nntune.train.staged import fit_stages
 
             return fit_stages(self, config)
         config = check_components(config)
-        torch.set_num_threads(config.train.threads or available_cores())
+        if shard is None:
+            device = resolve_device(config.train.device)
+        else:
+            device = device_for(shard, config.train.device)
+            init_process_group(device)
+        # the processes of one node share its cores
+        local = shard.local_world if shard else 1
+        torch.set_num_threads(config.train.threads or max(1, available_cores() // local))
         seed_everything(config.seed)
-        device = resolve_device(config.train.device)
         bundle, loader = self._bundle(config)
         if is_reconstruction(config):
             bundle = as_reconstruction(bundle)
@@ -275,7 +347,14 @@ class Trainer:
         if self.resume is not None:
             self._check_resume_config(config)
         parts = build_parts(config, bundle, device, self.user_model)
-        check_combinations(config, parts, device, loader is not None)
+        check_combinations(config, parts, device, loader is not None, shard, len(bundle.x_train))
+        if config.train.sync_bn:
+            synced = sync_batchnorm(parts.model, device) if shard else _batchnorms(parts.model)
+            if synced == 0:
+                raise ConfigError(
+                    "train.sync_bn: true, but the model has no BatchNorm layer to synchronize "
+                    "(set model.norm: batch, or remove train.sync_bn)"
+                )
         self.init_report = None
         if config.train.init_from is not None and self.resume is None:
             # before the weight average copies the model: it starts from these weights too
@@ -316,7 +395,7 @@ class Trainer:
             from nntune.optim import decayed_parameters
 
             settings.penalized = list(decayed_parameters(parts.model))
-        batches = make_batches(config, bundle, loader, parts.full_batch, device)
+        batches = make_batches(config, bundle, loader, parts.full_batch, device, shard)
         schedule = parts.schedule
         average = None
         if config.train.ema is not None:
@@ -335,10 +414,11 @@ class Trainer:
         engine_horizon = horizon(batches, settings)
         schedule(engine_horizon)  # schedule errors now, before any file exists
         # experiment trackers log what the run folder holds: only runs that write one track
-        track = config.train.log_to if self.write else []
+        writes = self.write and (shard is None or shard.main)  # rank 0 alone writes files
+        track = config.train.log_to if writes else []
         if track:
             check_trackers(track, config.train.mlflow_uri)  # before any file exists, too
-        run_dir = self._run_dir(config) if self.write else None
+        run_dir = self._shared_run_dir(config, shard) if self.write else None
         self.run_dir = run_dir
         meta = self._meta(config, bundle)
         callbacks: list[Callback] = [NanGuard(config.train.max_nonfinite)]
@@ -351,12 +431,13 @@ class Trainer:
                     early.monitor, early.patience, early.min_delta, early.restore_best, early.mode
                 )
             )
-        probe = DoctorProbe(config.train.probe_every) if config.train.doctor else None
+        probe = DoctorProbe(config.train.probe_every) if config.train.doctor and writes else None
         if probe is not None:
             callbacks.append(probe)
         callbacks += self.callbacks
         monitor = config.train.monitor or "val_loss"
-        if run_dir is not None:
+        if writes:
+            assert run_dir is not None
             from nntune.optim import infer_mode
 
             mode = (
@@ -376,7 +457,7 @@ class Trainer:
                 )
                 callbacks.append(Snapshots(run_dir / "checkpoints", ends, meta))
         tracking = None
-        if run_dir is not None and track:
+        if writes and run_dir is not None and track:
             tracking = Tracking(
                 run_dir,
                 track,
@@ -385,8 +466,12 @@ class Trainer:
                 config.train.mlflow_experiment or config.name or run_dir.name,
             )
             callbacks.append(tracking)
-        if self.progress:
+        if self.progress and (shard is None or shard.main):
             callbacks.append(ProgressBar(config.name or "train", monitor))
+        parallel = None
+        if shard is not None:
+            # after init_from: DDP starts every rank from rank 0's weights
+            parallel = DataParallel(shard, parts.model, device, find_unused=bool(freeze))
         engine = Engine(
             parts.model,
             parts.loss,
@@ -400,10 +485,11 @@ class Trainer:
             seed=config.seed,
             average=average,
             strategy=strategy,
+            parallel=parallel,
         )
         if self.resume is not None and run_dir is not None:
-            self._load_state(engine, run_dir)
-        elif run_dir is not None:
+            self._load_state(engine, run_dir, writes)
+        elif writes and run_dir is not None:
             write_text_atomic(run_dir / CONFIG, config_to_yaml(config))
 
         self.bundle = bundle
@@ -411,7 +497,9 @@ class Trainer:
         try:
             if tracking is not None:
                 tracking.open(engine.state.epoch)  # outside the training time the run measures
-            history, summary = self._train(engine, config, bundle, parts, device, run_dir, probe)
+            history, summary = self._train(
+                engine, config, bundle, parts, device, run_dir if writes else None, probe
+            )
             if tracking is not None:
                 tracking.finish(summary)
         except TrainingError:
@@ -520,8 +608,27 @@ class Trainer:
         meta["custom_model"] = type(self.user_model).__name__ if self.user_model else None
         return meta
 
-    def _load_state(self, engine: Engine, run_dir: Path) -> None:
+    def _shared_run_dir(self, config: Config, shard: Shard | None) -> Path:
+        """The run folder: rank 0 makes it (or fails to) and tells the other ranks."""
+        if shard is None:
+            return self._run_dir(config)
+        from nntune.train.distributed import broadcast
+
+        made: Path | None = None
+        problem = None
+        if shard.main:
+            try:
+                made = self._run_dir(config)
+            except RunFolderError as err:
+                problem = str(err)
+        made, problem = broadcast((made, problem))
+        if problem is not None or made is None:
+            raise RunFolderError(problem or "rank 0 could not make the run folder")
+        return made
+
+    def _load_state(self, engine: Engine, run_dir: Path, writes: bool = True) -> None:
         payload = load_checkpoint(run_dir / LAST)
+        check_world_size(run_dir, payload, engine.parallel.shard.world if engine.parallel else 1)
         try:
             engine.load_state_dict(payload["engine"])
         except (KeyError, RuntimeError, ValueError, TypeError) as err:
@@ -529,8 +636,9 @@ class Trainer:
                 f"--resume {run_dir}: {LAST} does not match this config's model/optimizer: {err}"
             ) from None
         # metrics.jsonl may hold epochs after the checkpoint (the run was killed): rewrite it
-        rows = "".join(json.dumps(r) + "\n" for r in engine.state.history.to_json())
-        write_text_atomic(run_dir / METRICS, rows)
+        if writes:
+            rows = "".join(json.dumps(r) + "\n" for r in engine.state.history.to_json())
+            write_text_atomic(run_dir / METRICS, rows)
 
     def _summary(
         self,
@@ -585,6 +693,11 @@ class Trainer:
             "test": splits["test"],
             "seed": config.seed,
             "device": str(device),
+            # data-parallel training: processes, and the batch size of one optimizer step
+            "world_size": engine.parallel.shard.world if engine.parallel else 1,
+            "global_batch_size": config.train.batch_size
+            * (engine.parallel.shard.world if engine.parallel else 1)
+            * config.train.accumulate,
             "threads": torch.get_num_threads(),
             "versions": {
                 "nntune": _version(),
@@ -606,6 +719,10 @@ def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
             flat.update(_flatten(value, f"{prefix}.{key}" if prefix else str(key)))
         return flat
     return {prefix: tree}
+
+
+def _batchnorms(model: nn.Module) -> int:
+    return sum(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
 
 
 def _finite_or_none(value: float) -> float | None:

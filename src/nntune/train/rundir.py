@@ -21,15 +21,20 @@ def safe_name(name: str) -> str:
     return cleaned or "run"
 
 
+def check_new_run_dir(out: Path) -> None:
+    """``out`` can become a new run folder: it does not exist, or is an empty folder."""
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise RunFolderError(
+            f"--out '{out}' already exists and is not an empty folder; nothing was "
+            "written. Pick another folder, or continue that run with --resume"
+        )
+
+
 def new_run_dir(name: str, out: Path | None, root: Path) -> Path:
     """Create the run folder: ``out`` as given (must be new or empty), else
     ``root/<name>-<YYYYmmdd-HHMMSS>`` with a numeric suffix if that exists already."""
     if out is not None:
-        if out.exists() and (not out.is_dir() or any(out.iterdir())):
-            raise RunFolderError(
-                f"--out '{out}' already exists and is not an empty folder; nothing was "
-                "written. Pick another folder, or continue that run with --resume"
-            )
+        check_new_run_dir(out)
         out.mkdir(parents=True, exist_ok=True)
         return out
     root.mkdir(parents=True, exist_ok=True)
