@@ -10,11 +10,20 @@ import pandas as pd
 import pytest
 import torch
 
-from nntune.data import PREPROCESS
-from nntune.errors import ConfigError
+from nntune.config import Component
+from nntune.data import PREPROCESS, Pipeline
+from nntune.errors import ConfigError, DataError
 from nntune.registry import Entry
+from nntune.train.checkpoint import same_state
 
-CATEGORICAL = {"onehot", "label_encode"}
+CATEGORICAL = {"onehot", "label_encode", "ordinal_encode"}
+# options a step needs (drop) or that exercise more of it on the shared frames
+OPTIONS: dict[str, dict[str, Any]] = {
+    "drop": {"columns": ["c"]},
+    "outliers": {"method": "remove", "factor": 1.0},
+    "lags": {"lags": [1, 3]},
+    "differences": {"order": 2},
+}
 
 
 def make_step(name: str, **options: Any) -> Any:
@@ -38,6 +47,13 @@ def mixed_frame(n: int, seed: int) -> pd.DataFrame:
     return frame
 
 
+def dated_frame(n: int, seed: int) -> pd.DataFrame:
+    frame = numeric_frame(n, seed)
+    start = pd.Timestamp("2021-03-01") + pd.Timedelta(days=400 * seed)
+    frame["when"] = pd.date_range(start, periods=n, freq="37h")
+    return frame
+
+
 def frames_for(name: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     if name in CATEGORICAL:
         return mixed_frame(50, 0), mixed_frame(20, 1)
@@ -47,6 +63,8 @@ def frames_for(name: str) -> tuple[pd.DataFrame, pd.DataFrame]:
         other.loc[::3, "a"] = np.nan
         other.loc[1::4, "color"] = None
         return fit, other
+    if name == "datetime_parts":
+        return dated_frame(50, 0), dated_frame(20, 1)
     return numeric_frame(50, 0), numeric_frame(20, 1)
 
 
@@ -60,19 +78,37 @@ def roundtrip(state: dict[str, Any]) -> dict[str, Any]:
 @pytest.mark.parametrize("name", PREPROCESS.list())
 def test_fit_transform_and_state_round_trip(name: str) -> None:
     fit_frame, other = frames_for(name)
-    original_other = other.copy()
-    step = make_step(name)
+    original_fit, original_other = fit_frame.copy(), other.copy()
+    step = make_step(name, **OPTIONS.get(name, {}))
     step.fit(fit_frame)
+    trained = step.transform(fit_frame)  # the training pass, as the pipeline runs it
     out = step.transform(other)
     assert isinstance(out, pd.DataFrame)
-    pd.testing.assert_frame_equal(other, original_other)  # the input is not modified
+    pd.testing.assert_frame_equal(other, original_other)  # the inputs are not modified
+    pd.testing.assert_frame_equal(fit_frame, original_fit)
     assert len(out) <= len(other)
     assert set(out.index) <= set(other.index)
+    assert set(trained.index) <= set(fit_frame.index)  # rows may go, never come
+    assert list(trained.columns) == list(out.columns)
 
-    restored = make_step(name)
+    restored = make_step(name, **OPTIONS.get(name, {}))
     restored.load_state_dict(roundtrip(step.state_dict()))
     pd.testing.assert_frame_equal(restored.transform(other), out)
     pd.testing.assert_frame_equal(restored.transform(fit_frame), step.transform(fit_frame))
+
+
+@pytest.mark.parametrize("name", PREPROCESS.list())
+def test_a_fitted_pipeline_reloads_from_its_saved_state(name: str) -> None:
+    fit_frame, other = frames_for(name)
+    component = Component(name=name, options=OPTIONS.get(name, {}))
+    pipeline = Pipeline.from_components([component])
+    trained = pipeline.fit_transform(fit_frame)
+    reloaded = Pipeline.from_state(roundtrip(pipeline.state_dict()))
+    assert same_state(reloaded.state_dict(), pipeline.state_dict())
+    pd.testing.assert_frame_equal(reloaded.transform(other), pipeline.transform(other))
+    # only the training pass may drop rows (impute's drop strategy aside)
+    if name != "impute":
+        assert len(pipeline.transform(fit_frame)) == len(fit_frame) >= len(trained)
 
 
 @pytest.mark.parametrize("name", PREPROCESS.list())
@@ -278,3 +314,306 @@ def test_impute_drop_removes_incomplete_rows() -> None:
     assert list(out.index) == [1]
     assert list(out.index) == [i for i in other.index if not other.loc[i].isna().any()]
     pd.testing.assert_frame_equal(out, other.dropna())
+
+
+def test_impute_interpolates_along_row_order() -> None:
+    train = pd.DataFrame(
+        {"x": [np.nan, 1.0, np.nan, 3.0, np.nan], "color": ["a", None, "b", "a", "a"]},
+        index=[10, 11, 12, 13, 14],
+    )
+    step = make_step("impute", strategy="interpolate")
+    step.fit(train)
+    out = step.transform(train)
+    # linear between neighbours, the edges take the nearest value; categories: most frequent
+    assert out["x"].tolist() == [1.0, 1.0, 2.0, 3.0, 3.0]
+    assert out["color"].tolist() == ["a", "a", "b", "a", "a"]
+    assert list(out.index) == list(train.index)
+    # new data is interpolated within itself; a column with no value takes the training mean
+    other = pd.DataFrame({"x": [4.0, np.nan, np.nan, 10.0], "color": ["b"] * 4})
+    assert step.transform(other)["x"].tolist() == [4.0, 6.0, 8.0, 10.0]
+    empty = pd.DataFrame({"x": [np.nan, np.nan], "color": [None, "b"]})
+    assert step.transform(empty)["x"].tolist() == [2.0, 2.0]
+    restored = make_step("impute", strategy="interpolate")
+    restored.load_state_dict(roundtrip(step.state_dict()))
+    pd.testing.assert_frame_equal(restored.transform(other), step.transform(other))
+
+
+def test_impute_state_of_the_older_strategies_is_unchanged() -> None:
+    # run folders written before interpolation existed must compare equal when re-fitted
+    train, _ = impute_frames()
+    step = make_step("impute", strategy="median")
+    step.fit(train)
+    assert set(step.state_dict()) == {"columns", "fill"}
+
+
+# --- outliers -------------------------------------------------------------------------------
+
+
+def outlier_frame() -> pd.DataFrame:
+    values = np.concatenate([np.linspace(0.0, 10.0, 21), [100.0, -50.0]])
+    return pd.DataFrame({"v": values, "flat": np.ones(23), "w": np.linspace(0.0, 1.0, 23)})
+
+
+def test_outliers_iqr_clip_uses_tukey_fences_of_the_training_part() -> None:
+    train = outlier_frame()
+    step = make_step("outliers")
+    step.fit(train)
+    q1, q3 = train["v"].quantile(0.25), train["v"].quantile(0.75)
+    low, high = q1 - 1.5 * (q3 - q1), q3 + 1.5 * (q3 - q1)
+    out = step.transform(train)
+    assert len(out) == len(train)  # clip keeps every row
+    assert out["v"].max() == pytest.approx(high)
+    assert out["v"].min() == pytest.approx(low)
+    inside = (train["v"] >= low) & (train["v"] <= high)
+    pd.testing.assert_series_equal(out["v"][inside], train["v"][inside])
+    assert (out["flat"] == 1.0).all()  # no spread, no limits
+
+
+def test_outliers_zscore_rule_and_factor() -> None:
+    train = outlier_frame()
+    step = make_step("outliers", rule="zscore", columns=["v"])
+    step.fit(train)
+    mean, std = train["v"].mean(), train["v"].std(ddof=0)
+    assert step.high_[0] == pytest.approx(mean + 3.0 * std)
+    narrow = make_step("outliers", rule="zscore", factor=1.0, columns=["v"])
+    narrow.fit(train)
+    assert narrow.low_[0] == pytest.approx(mean - std)
+    assert narrow.transform(train)["v"].max() == pytest.approx(mean + std)
+
+
+def test_outliers_remove_drops_training_rows_only() -> None:
+    train = outlier_frame()
+    step = make_step("outliers", method="remove")
+    step.fit(train)
+    out = step.transform(train)  # the training pass
+    assert list(out.index) == list(range(21))  # 100 and -50 are gone, index labels kept
+    # any later frame is clipped, never dropped: also the training rows seen again
+    again = step.transform(train)
+    assert len(again) == len(train)
+    assert again["v"].max() < 100.0
+    other = pd.DataFrame({"v": [1000.0, 5.0], "flat": [3.0, 1.0], "w": [0.5, 0.5]})
+    clipped = step.transform(other)
+    assert len(clipped) == 2 and clipped["v"].iloc[0] == pytest.approx(step.high_[0])
+    assert clipped["flat"].iloc[0] == 3.0
+
+
+def test_outliers_removed_in_training_take_their_targets_along() -> None:
+    from nntune.config import DataConfig
+    from nntune.data.datasets import RawDataset
+    from nntune.data.pipeline import prepare_data
+
+    n = 200
+    values = np.arange(n, dtype=float)
+    values[[5, 50, 150]] = [1e4, -1e4, 1e5]
+    rows = np.arange(n, dtype=float)
+    raw = RawDataset("outlying", pd.DataFrame({"v": values, "i": rows}), rows)
+    config = DataConfig(
+        dataset="unused",
+        task="regression",
+        test_split=0.0,
+        val_split=0.25,
+        preprocess=[Component(name="outliers", options={"method": "remove", "columns": ["v"]})],
+    )
+    bundle = prepare_data(config, seed=0, raw=raw)
+    rows = bundle.x_train[:, 1].numpy().astype(int)
+    # the targets (the row number) still match their rows; the outlying rows are gone
+    np.testing.assert_array_equal(bundle.y_train[:, 0].numpy(), rows)
+    assert not {5, 50, 150} & set(rows.tolist())
+    assert len(bundle.x_val) == 50  # validation rows are clipped, not dropped
+    assert float(bundle.x_val[:, 0].abs().max()) < 1e3
+
+
+# --- ordinal_encode and drop ----------------------------------------------------------------
+
+
+def test_ordinal_encode_follows_the_given_order() -> None:
+    train = pd.DataFrame({"size": ["m", "s", "l", None, "m"], "n": [1.0] * 5})
+    step = make_step("ordinal_encode", order=["s", "m", "l"])
+    step.fit(train)
+    out = step.transform(train)
+    assert out["size"].tolist()[:3] == [1.0, 0.0, 2.0]
+    assert np.isnan(out["size"].iloc[3])  # missing stays missing, for an impute step
+    np.testing.assert_array_equal(out["n"], train["n"])
+    sorted_codes = make_step("ordinal_encode")
+    sorted_codes.fit(train)
+    assert sorted_codes.categories_ == {"size": ["l", "m", "s"]}
+
+
+def test_ordinal_encode_unknown_categories() -> None:
+    train = pd.DataFrame({"size": ["s", "m", "l"], "grade": ["b", "a", "c"]})
+    other = pd.DataFrame({"size": ["xl", "s", "xl"], "grade": ["a", "a", "b"]})
+    step = make_step("ordinal_encode", order={"size": ["s", "m", "l"]})
+    step.fit(train)
+    with pytest.raises(DataError, match=r"ordinal_encode: column 'size'.*\['xl'\].*unknown"):
+        step.transform(other)
+    lenient = make_step("ordinal_encode", order={"size": ["s", "m", "l"]}, unknown="value")
+    lenient.fit(train)
+    out = lenient.transform(other)
+    assert out["size"].tolist() == [-1.0, 0.0, -1.0]
+    assert out["grade"].tolist() == [0.0, 0.0, 1.0]  # no order given: sorted
+    custom = make_step("ordinal_encode", unknown="value", unknown_value=99)
+    custom.fit(train)
+    assert custom.transform(other)["size"].tolist() == [99.0, 2.0, 99.0]
+
+
+def test_ordinal_encode_checks_the_order_against_the_training_part() -> None:
+    train = pd.DataFrame({"size": ["s", "m", "xxl"]})
+    with pytest.raises(DataError, match=r"'size'.*\['xxl'\]"):
+        make_step("ordinal_encode", order=["s", "m", "l"]).fit(train)
+    with pytest.raises(DataError, match=r"order names column\(s\) \['colour'\]"):
+        make_step("ordinal_encode", order={"colour": ["red"]}).fit(train)
+    with pytest.raises(ConfigError, match="distinct"):
+        make_step("ordinal_encode", order=["s", "s"])
+
+
+def test_ordinal_stays_the_alias_of_label_encode() -> None:
+    assert PREPROCESS.canonical("ordinal") == "label_encode"
+    assert PREPROCESS.get("ordinal_encode").name == "ordinal_encode"
+
+
+def test_drop_removes_the_named_columns() -> None:
+    train = mixed_frame(10, 0)
+    step = make_step("drop", columns=["a", "color"])
+    step.fit(train)
+    assert list(step.transform(train).columns) == ["b", "c"]
+    assert list(step.transform(train[["b", "c"]]).columns) == ["b", "c"]  # already gone: fine
+    with pytest.raises(DataError, match=r"drop: column\(s\) \['nope'\] not found"):
+        make_step("drop", columns=["nope"]).fit(train)
+    with pytest.raises(ConfigError, match=r"drop\.columns"):
+        make_step("drop")
+
+
+# --- datetime_parts -------------------------------------------------------------------------
+
+
+def test_datetime_parts_of_date_strings() -> None:
+    train = pd.DataFrame(
+        {"n": [1.0, 2.0, 3.0], "day": ["2024-02-29 13:45", None, "2023-12-31"], "m": [0, 1, 2]}
+    )
+    step = make_step(
+        "datetime_parts", columns=["day"], parts=["year", "month", "dayofweek", "hour"]
+    )
+    step.fit(train)
+    out = step.transform(train)
+    # the parts take the original column's place
+    assert list(out.columns) == ["n", "day_year", "day_month", "day_dayofweek", "day_hour", "m"]
+    assert out.iloc[0, 1:5].tolist() == [2024.0, 2.0, 3.0, 13.0]  # a Thursday
+    assert out.iloc[2, 1:5].tolist() == [2023.0, 12.0, 6.0, 0.0]
+    assert out.iloc[1, 1:5].isna().all()  # a missing date: missing parts, for impute
+    with pytest.raises(DataError, match=r"datetime_parts: column 'day'.*not dates.*'soon'"):
+        step.transform(pd.DataFrame({"n": [1.0], "day": ["soon"], "m": [0]}))
+
+
+def test_datetime_parts_defaults_and_errors() -> None:
+    train = dated_frame(5, 0)
+    step = make_step("datetime_parts")  # every datetime column, the default parts
+    step.fit(train)
+    out = step.transform(train)
+    assert [c for c in out.columns if c.startswith("when")] == [
+        "when_year",
+        "when_month",
+        "when_day",
+        "when_dayofweek",
+    ]
+    assert "when" not in out.columns
+    assert out["when_year"].tolist() == [2021.0] * 5
+    with pytest.raises(DataError, match=r"column 'a' cannot be read as dates.*float64"):
+        make_step("datetime_parts", columns=["a"]).fit(train)
+    with pytest.raises(DataError, match=r"no column has a datetime type.*columns: a, b, c"):
+        make_step("datetime_parts").fit(numeric_frame(5, 0))
+    with pytest.raises(ConfigError, match="parts"):
+        make_step("datetime_parts", parts=["fortnight"])
+    dotted = pd.DataFrame({"d": ["01.02.2020", "31.12.2021"]})
+    strict = make_step("datetime_parts", columns=["d"], format="%d.%m.%Y", parts=["month"])
+    strict.fit(dotted)
+    assert strict.transform(dotted)["d_month"].tolist() == [2.0, 12.0]
+
+
+# --- lags and differences -------------------------------------------------------------------
+
+
+def series_frame(start: int, n: int) -> pd.DataFrame:
+    t = np.arange(start, start + n, dtype=float)
+    return pd.DataFrame({"t": t, "sq": t**2}, index=np.arange(start, start + n) + 100)
+
+
+def test_lags_drop_the_rows_without_history_in_training() -> None:
+    train = series_frame(0, 10)
+    step = make_step("lags", columns=["t"], lags=[1, 3])
+    step.fit(train)
+    out = step.transform(train)
+    assert list(out.columns) == ["t", "sq", "t_lag1", "t_lag3"]
+    assert list(out.index) == list(train.index[3:])  # the first max(lags) rows have no history
+    np.testing.assert_array_equal(out["t_lag1"], out["t"] - 1)
+    np.testing.assert_array_equal(out["t_lag3"], out["t"] - 3)
+
+
+def test_lags_of_later_data_continue_the_training_series() -> None:
+    train, later = series_frame(0, 10), series_frame(10, 4)
+    step = make_step("lags", lags=[1, 2], keep=False)
+    step.fit(train)
+    step.transform(train)
+    out = step.transform(later)
+    # no row dropped: the last training rows are the history of the first later rows
+    assert list(out.index) == list(later.index)
+    assert list(out.columns) == ["t_lag1", "t_lag2", "sq_lag1", "sq_lag2"]
+    np.testing.assert_array_equal(out["t_lag1"], later["t"] - 1)
+    np.testing.assert_array_equal(out["sq_lag2"], (later["t"] - 2) ** 2)
+
+
+def test_lags_errors() -> None:
+    with pytest.raises(DataError, match=r"lags: the training part has 3 rows.*history of 7"):
+        make_step("lags", lags=[1, 7]).fit(series_frame(0, 3))
+    with pytest.raises(DataError, match=r"lags: column\(s\) \['color'\] are not numeric"):
+        make_step("lags", columns=["color"]).fit(mixed_frame(10, 0))
+    clash = series_frame(0, 5).assign(t_lag1=0.0)
+    step = make_step("lags", columns=["t"])
+    step.fit(clash)
+    with pytest.raises(DataError, match=r"\['t_lag1'\] already exist"):
+        step.transform(clash)
+    with pytest.raises(ConfigError, match="at least 1"):
+        make_step("lags", lags=[0])
+
+
+@pytest.mark.parametrize("order", [1, 2])
+def test_differences(order: int) -> None:
+    train, later = series_frame(0, 8), series_frame(8, 3)
+    step = make_step("differences", columns=["sq"], order=order)
+    step.fit(train)
+    out = step.transform(train)
+    assert list(out.index) == list(train.index[order:])
+    expected = np.diff(train["sq"].to_numpy(), n=order)
+    np.testing.assert_array_equal(out[f"sq_diff{order}"], expected)
+    both = pd.concat([train, later])["sq"].to_numpy()
+    np.testing.assert_array_equal(
+        step.transform(later)[f"sq_diff{order}"], np.diff(both, n=order)[-3:]
+    )
+
+
+def test_lags_through_the_pipeline_keep_targets_aligned() -> None:
+    from nntune.config import DataConfig
+    from nntune.data.datasets import RawDataset
+    from nntune.data.pipeline import prepare_data
+
+    n = 60
+    raw = RawDataset(
+        "series",
+        pd.DataFrame({"t": np.arange(n, dtype=float)}),
+        np.arange(n, dtype=float) * 10,
+        x_test=pd.DataFrame({"t": np.arange(n, n + 5, dtype=float)}),
+        y_test=np.arange(n, n + 5, dtype=float) * 10,
+    )
+    config = DataConfig(
+        dataset="unused",
+        task="regression",
+        val_split=0.0,
+        preprocess=[Component(name="lags", options={"lags": [1, 2]})],
+    )
+    bundle = prepare_data(config, seed=0, raw=raw)
+    assert bundle.feature_names == ["t", "t_lag1", "t_lag2"]
+    assert len(bundle.x_train) == n - 2
+    np.testing.assert_array_equal(bundle.y_train[:, 0].numpy(), bundle.x_train[:, 0].numpy() * 10)
+    np.testing.assert_array_equal(bundle.x_train[:, 1], bundle.x_train[:, 0] - 1)
+    test_x = bundle.x_test.numpy()
+    np.testing.assert_array_equal(test_x[:, 0], np.arange(n, n + 5))
+    np.testing.assert_array_equal(test_x[:, 2], np.arange(n - 2, n + 3))  # history: training tail

@@ -5,6 +5,7 @@ from nntune.data.augment import AUGMENT, Augmentation, AugmentContext, Batch
 from nntune.data.datasets import DATASETS, RawDataset, load_dataset
 from nntune.data.pipeline import DataBundle, Pipeline, prepare_data
 from nntune.data.preprocess import PREPROCESS
+from nntune.data.profile import DataProfile, profile_frame, suggest_preprocess
 
 __all__ = [
     "AUGMENT",
@@ -14,8 +15,11 @@ __all__ = [
     "Augmentation",
     "Batch",
     "DataBundle",
+    "DataProfile",
     "Pipeline",
     "RawDataset",
     "load_dataset",
     "prepare_data",
+    "profile_frame",
+    "suggest_preprocess",
 ]

@@ -100,7 +100,7 @@ def _generate_mnist1d(args: object, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def _sklearn_bundled(name: str, loader_name: str, task: str) -> None:
+def _sklearn_bundled(name: str, loader_name: str, task: str, kind: str = "table") -> None:
     def build(request: DatasetRequest) -> RawDataset:
         import sklearn.datasets
 
@@ -115,10 +115,11 @@ def _sklearn_bundled(name: str, loader_name: str, task: str) -> None:
         )
 
     build.__doc__ = f"scikit-learn's bundled {name} dataset ({task})."
-    DATASETS.register(name, tags=("bundled", task))(build)
+    # kind (table, image): what the samples are, for nntune auto's choice of model
+    DATASETS.register(name, tags=("bundled", task, kind))(build)
 
 
-_sklearn_bundled("digits", "load_digits", "classification")
+_sklearn_bundled("digits", "load_digits", "classification", "image")  # 8×8 pixels
 _sklearn_bundled("iris", "load_iris", "classification")
 _sklearn_bundled("wine", "load_wine", "classification")
 _sklearn_bundled("breast_cancer", "load_breast_cancer", "classification")
