@@ -29,6 +29,8 @@ LAYERS = {
     "strategies": 4,
     "compress": 4,
     "report": 4,
+    "serve": 4,
+    "auto": 4,
     "cli": 5,
 }
 FACADES = {"__init__", "__main__"}  # the package's public face may import any layer
@@ -97,6 +99,8 @@ def test_heavy_or_framework_imports_stay_in_their_layer(path: Path) -> None:
             assert source == "cli", f"{path}:{line}: only cli imports the CLI framework"
         if root == "optuna":
             assert source == "search", f"{path}:{line}: only search imports optuna"
+        if root in ("fastapi", "starlette", "uvicorn"):
+            assert source == "serve", f"{path}:{line}: only serve imports the web framework"
         if root in ("matplotlib", "plotly"):
             assert source == "report", f"{path}:{line}: only report imports plotting libraries"
         if root in ("tensorboard", "mlflow") or name.startswith("torch.utils.tensorboard"):

@@ -132,6 +132,11 @@ def summary_lines(summary: dict) -> list[str]:
     ]
     if summary.get("stop_reason"):
         lines.append(f"         {summary['stop_reason']}")
+    if summary.get("world_size", 1) > 1:
+        lines.append(
+            f"ranks    {summary['world_size']} processes, global batch "
+            f"{summary['global_batch_size']}"
+        )
     lines += [f"val      {fmt(summary.get('val'))}", f"test     {fmt(summary.get('test'))}"]
     init = summary.get("init_from")
     if init is not None:

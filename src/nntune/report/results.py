@@ -14,7 +14,7 @@ from nntune.report import charts
 from nntune.report.page import Page, fmt
 from nntune.report.run import doctor_findings
 
-RESULT_FILES = ("compare.json", "ablate.json", "doctor.json", "compress.json")
+RESULT_FILES = ("compare.json", "ablate.json", "doctor.json", "compress.json", "auto.json")
 
 
 def compare_report(result: dict[str, Any], folder: Path) -> Page:
@@ -189,7 +189,14 @@ def compress_report(result: dict[str, Any], folder: Path) -> Page:
     return page
 
 
+def _auto_report(result: dict[str, Any], folder: Path) -> Page:
+    from nntune.report.auto import auto_report
+
+    return auto_report(result, folder)
+
+
 PAGES = {
+    "auto.json": _auto_report,
     "compare.json": compare_report,
     "ablate.json": ablate_report,
     "doctor.json": doctor_report,

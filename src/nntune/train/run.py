@@ -55,6 +55,7 @@ from nntune.train.distributed import (
     device_for,
     from_environment,
     init_process_group,
+    is_main_process,
     sync_batchnorm,
 )
 from nntune.train.engine import Engine, EngineSettings, horizon
@@ -344,8 +345,8 @@ class Trainer:
         if is_reconstruction(config):
             bundle = as_reconstruction(bundle)
         config = resolve_for_data(config, bundle)
-        if self.resume is not None:
-            self._check_resume_config(config)
+        if self.resume is not None and (shard is None or shard.main):
+            self._check_resume_config(config)  # rank 0 reads the run folder (multi-node: its own)
         parts = build_parts(config, bundle, device, self.user_model)
         check_combinations(config, parts, device, loader is not None, shard, len(bundle.x_train))
         if config.train.sync_bn:
@@ -549,7 +550,7 @@ class Trainer:
         return history, summary
 
     def _config(self) -> Config:
-        if self.resume is not None:
+        if self.resume is not None and (self.source is None or is_main_process()):
             run_dir = existing_run_dir(self.resume)
             if self.source is None:
                 return load_config(run_dir / CONFIG, self.overrides)
@@ -627,7 +628,14 @@ class Trainer:
         return made
 
     def _load_state(self, engine: Engine, run_dir: Path, writes: bool = True) -> None:
-        payload = load_checkpoint(run_dir / LAST)
+        parallel = engine.parallel
+        if parallel is None:
+            payload = load_checkpoint(run_dir / LAST)
+        else:
+            # rank 0 reads last.pt and hands it on: the run folder need not be on shared storage
+            from nntune.train.distributed import broadcast
+
+            payload = broadcast(load_checkpoint(run_dir / LAST) if parallel.shard.main else None)
         check_world_size(run_dir, payload, engine.parallel.shard.world if engine.parallel else 1)
         try:
             engine.load_state_dict(payload["engine"])

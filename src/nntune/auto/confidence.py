@@ -1,0 +1,46 @@
+"""The final model's test metrics with confidence intervals (bootstrap over test samples)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from nntune.evaluate.evaluation import evaluate_run, open_run, split_part
+from nntune.evaluate.stats import bootstrap_ci
+from nntune.train.evaluate import predict_outputs
+
+LEVEL = 0.95
+RESAMPLES = 2000
+
+
+def test_intervals(run_dir: Path, level: float = LEVEL) -> dict[str, Any]:
+    """``{"run", "n", "metrics", "ci": {metric: {"low", "high", "level"}}}``: accuracy's
+    interval resamples the per-sample hits, rmse's the squared errors (then the square root)."""
+    evaluated = evaluate_run(run_dir, "test", cost=False)
+    opened = open_run(run_dir)
+    x, y = split_part(opened, "test")
+    outputs = predict_outputs(opened.model, x)
+    ci: dict[str, Any] = {}
+    if opened.bundle.task == "classification":
+        hits = (opened.loss.predict_labels(outputs).cpu() == y.cpu()).double().numpy()
+        found = bootstrap_ci(hits, level, RESAMPLES)
+        ci["accuracy"] = {"low": found["low"], "high": found["high"], "level": level}
+    else:
+        predicted = outputs.float().cpu().reshape(len(y), -1)
+        errors = ((predicted - y.float().cpu().reshape(len(y), -1)) ** 2).mean(dim=1)
+        found = bootstrap_ci(errors.numpy().astype(np.float64), level, RESAMPLES)
+        ci["rmse"] = {
+            "low": math.sqrt(found["low"]),
+            "high": math.sqrt(found["high"]),
+            "level": level,
+        }
+    return {
+        "run": str(run_dir),
+        "n": evaluated["n"],
+        "metrics": evaluated["metrics"],
+        "ci": ci,
+        "method": f"percentile bootstrap over the test samples, {RESAMPLES} resamples",
+    }

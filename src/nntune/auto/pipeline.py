@@ -1,0 +1,473 @@
+"""``nntune auto``: from a data set to a tuned, diagnosed, evaluated and exported model.
+
+The stages, in order, within one wall-clock budget:
+
+    data       what the data holds; the starting recipe (start.yaml)
+    lr_find    LR range test: the recipe's lr moves toward the suggestion (at most 3× either way)
+    doctor     a probe of the recipe (30% of its epochs); a sick recipe is repaired, if the
+               verified repair fits in 20% of the budget
+    tune       the zero-config search space with pruning, for the time the later stages leave
+    retrain    best.yaml trained with seeds 0..K-1 (seed 0 is the final model)
+    ablate     the final recipe's tricks, each removed, if the time that remains allows it
+    evaluate   the final model on the test split, with bootstrap confidence intervals
+    export     ONNX, verified against nntune's own predictions
+    report     report.html of all of it
+
+Each stage's estimate of its cost comes from what already ran (the probe's seconds per epoch,
+then the search's trials), and a stage that would not fit is skipped with a note. Ctrl-C stops
+the stage that runs, keeps the finished ones and writes auto.json and the report of them.
+Everything auto decided is in its folder as config and JSON: ``nntune train best.yaml``
+trains the final model again.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from nntune.auto.recipe import DataFacts, starting_config, understand
+from nntune.config import config_to_yaml, load_config
+from nntune.errors import ConfigError, NntuneError
+from nntune.train.build import check_components
+from nntune.train.checkpoint import write_json_atomic, write_text_atomic
+
+AUTO = "auto.json"
+# shares of the budget: the doctor's repair may take this much; evaluation, export and report
+# get this much plus a few seconds
+REPAIR_SHARE = 0.2
+FINISH_SHARE = 0.02
+FINISH_SECONDS = 3.0
+# the search ends a few seconds after its deadline (trials stop at their next epoch)
+OVERSHOOT_SHARE = 0.03
+OVERSHOOT_SECONDS = 3.0
+RUN_OVERHEAD = 1.0
+# a search round needs this much time (or this share of the budget) to be worth starting
+MIN_TUNE_SECONDS = 10.0
+MIN_TUNE_SHARE = 0.05
+MAX_TUNE_ROUNDS = 3  # seconds a training spends outside its epochs (data, final evaluation)
+PROBE_SHARE = 0.3  # of the recipe's epochs
+SAFETY = 1.2  # a training's estimated seconds are multiplied by this before it is started
+
+
+def parse_budget(text: str | float | int) -> float:
+    """Seconds from ``600``, ``600s``, ``10m``, ``1.5h`` or ``1h30m``."""
+    if isinstance(text, (int, float)) and not isinstance(text, bool):
+        seconds = float(text)
+    else:
+        value = str(text).strip().lower()
+        parts = re.fullmatch(
+            r"(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s?)?", value
+        )
+        if not value or parts is None or not any(parts.groups()):
+            raise ConfigError(
+                f"--budget {text!r}: give seconds or a duration such as 600, 90s, 10m, 1h30m"
+            )
+        h, m, s = (float(g) if g else 0.0 for g in parts.groups())
+        seconds = 3600 * h + 60 * m + s
+    if not math.isfinite(seconds) or seconds < 10:
+        raise ConfigError(f"--budget {text!r}: must be at least 10 seconds")
+    return seconds
+
+
+class Clock:
+    """The budget: seconds spent and left, from the command's start."""
+
+    def __init__(self, seconds: float) -> None:
+        self.total = seconds
+        self.started = time.monotonic()
+
+    def spent(self) -> float:
+        return time.monotonic() - self.started
+
+    def left(self) -> float:
+        return self.total - self.spent()
+
+
+class Auto:
+    """One ``nntune auto`` run: its folder, clock and record (auto.json)."""
+
+    def __init__(
+        self,
+        data: str,
+        *,
+        target: str | None = None,
+        budget: float | str = 600.0,
+        task: str = "auto",
+        out: Path | None = None,
+        runs_root: Path = Path("runs"),
+        seed: int = 0,
+        seeds: int = 3,
+        export: bool = True,
+        progress: Callable[[str], None] | None = None,
+    ) -> None:
+        from nntune.report import result_folder
+
+        if task not in ("auto", "classification", "regression"):
+            raise ConfigError(f"--task {task!r}: allowed: auto, classification, regression")
+        if seeds < 1:
+            raise ConfigError(f"--seeds {seeds}: must be at least 1")
+        self.clock = Clock(parse_budget(budget))
+        self.say = progress or (lambda line: None)
+        self.facts: DataFacts = understand(data, target, task)  # bad data: an error, no folder
+        name = _name(self.facts.dataset)
+        self.name = name
+        self.folder = result_folder(out, f"{name}-auto", runs_root)
+        self.seed = seed
+        self.seeds = seeds
+        self.export = export
+        self.record: dict[str, Any] = {
+            "name": name,
+            "status": "running",
+            "budget_seconds": self.clock.total,
+            "data": self.facts.to_json(),
+            "stages": [],
+        }
+        self.config: dict[str, Any] = {}
+        self.seconds_per_training: float | None = None
+
+    # --- the stages -------------------------------------------------------------------------
+
+    def run(self) -> dict[str, Any]:
+        stages: list[tuple[str, Callable[[], str | None]]] = [
+            ("data", self._data),
+            ("lr_find", self._lr_find),
+            ("doctor", self._doctor),
+            ("tune", self._tune),
+            ("retrain", self._retrain),
+            ("ablate", self._ablate),
+            ("evaluate", self._evaluate),
+            ("export", self._export),
+        ]
+        interrupted = False
+        for name, stage in stages:
+            started = time.monotonic()
+            entry: dict[str, Any] = {"stage": name, "started_at": round(self.clock.spent(), 2)}
+            self.say(f"auto: {name} ({self.clock.left():.0f} s of the budget left)")
+            try:
+                note = stage()
+                entry["status"] = "skipped" if note and note.startswith("skipped") else "done"
+                if note:
+                    entry["note"] = note
+            except KeyboardInterrupt:
+                entry["status"] = "interrupted"
+                interrupted = True
+            except NntuneError as err:
+                if name in ("data", "retrain"):  # nothing to go on with
+                    raise
+                entry["status"] = "failed"
+                entry["note"] = str(err)
+            entry["seconds"] = round(time.monotonic() - started, 2)
+            self.record["stages"].append(entry)
+            self.say(f"auto: {name} {entry['status']} in {entry['seconds']:.0f} s")
+            self._save()
+            if interrupted:
+                break
+        self.record["status"] = "interrupted" if interrupted else "completed"
+        self.record["seconds"] = round(self.clock.spent(), 2)
+        self._save()
+        self._report()
+        if interrupted:
+            raise KeyboardInterrupt
+        return self.record
+
+    def _data(self) -> str | None:
+        config = starting_config(self.facts, self.name, self.seed)
+        check_components(load_config(config))  # the recipe is valid before anything trains
+        self.config = config
+        self._write_yaml("start.yaml", config)
+        self.record["start_config"] = str(self.folder / "start.yaml")
+        facts = self.facts
+        self.say(
+            f"auto: {facts.kind} data, {facts.task}, {facts.n_rows} rows "
+            f"{facts.sample_shape}; model {_arch(config)}"
+        )
+        return None
+
+    def _lr_find(self) -> str | None:
+        from nntune.doctor.lr_find import lr_find
+
+        if self.clock.left() < 0.5 * self.clock.total:
+            return "skipped: the data stage took half of the budget"
+        result = lr_find(self.config, steps=100)
+        current = float(self.config["optimizer"]["lr"])
+        # the suggestion moves the recipe's lr at most 3× either way: the range test reads one
+        # short run, and the search explores 10× around the lr it is given
+        chosen = float(f"{min(max(result.suggestion, current / 3), current * 3):.2g}")
+        self.config["optimizer"]["lr"] = chosen
+        self.record["lr_find"] = {
+            "suggestion": result.suggestion,
+            "method": result.method,
+            "before": current,
+            "lr": chosen,
+            "seconds": round(result.seconds, 2),
+        }
+        write_json_atomic(self.folder / "lr_find.json", result.to_json())
+        self.say(f"auto: lr {current:g} → {chosen:g} (range test suggests {result.suggestion:.2g})")
+        return None
+
+    def _doctor(self) -> str | None:
+        from nntune.doctor.doctor import doctor
+
+        epochs = int(self.config["train"]["epochs"])
+        probe_epochs = max(1, min(epochs, round(PROBE_SHARE * epochs)))
+        started = time.monotonic()
+        found = doctor(self.config, epochs=probe_epochs, out=self.folder / "doctor")
+        probe_seconds = time.monotonic() - started
+        self.seconds_per_training = RUN_OVERHEAD + probe_seconds * epochs / probe_epochs
+        entry: dict[str, Any] = {
+            "healthy": found["healthy"],
+            "problems": [p["kind"] for p in found["problems"]],
+            "probe_epochs": probe_epochs,
+            "folder": str(self.folder / "doctor"),
+        }
+        self.record["doctor"] = entry
+        if found["healthy"]:
+            return None
+        # a verified repair trains 2 seeds of the recipe and of each remedy tried
+        cost = 2 * (1 + 2 * len(found["problems"])) * probe_seconds * SAFETY
+        if cost > REPAIR_SHARE * self.clock.total or cost > self.clock.left() / 2:
+            return f"found {', '.join(entry['problems'])}; no time for a verified repair"
+        repaired = doctor(
+            self.config, epochs=probe_epochs, repair=True, out=self.folder / "doctor-repair"
+        )
+        repair = repaired.get("repair") or {}
+        entry["repair"] = {
+            "applied": repair.get("applied"),
+            "improved": repair.get("improved"),
+            "folder": str(self.folder / "doctor-repair"),
+        }
+        if repair.get("improved") and repair.get("applied"):
+            for applied in repair["applied"]:
+                for key, value in applied["changes"].items():
+                    _set(self.config, key, value)
+            self._write_yaml("repaired.yaml", self.config)
+            return f"repaired: {json_changes(repair['applied'])}"
+        return "no remedy was verified to help; the recipe stays"
+
+    def _tune(self) -> str | None:
+        """Search while the estimate of the later stages leaves time; the estimate improves
+        once trials have run (the best trial's seconds), so a second round continues the same
+        study with the time the first one was too careful about."""
+        from nntune.search.tune import TuneOptions, tune
+
+        base = dict(self.config)
+        rounds = 0
+        result = None
+        while rounds < MAX_TUNE_ROUNDS:
+            overshoot = OVERSHOOT_SECONDS + OVERSHOOT_SHARE * self.clock.total
+            reserve = self._retrain_reserve() + self._finish_reserve() + overshoot
+            timeout = self.clock.left() - reserve
+            if timeout < max(MIN_TUNE_SECONDS, MIN_TUNE_SHARE * self.clock.total):
+                break
+            rounds += 1
+            self.say(f"auto: search for {timeout:.0f} s (round {rounds})")
+            result = tune(
+                base,
+                options=TuneOptions(
+                    timeout=timeout,
+                    out=self.folder / "study",
+                    study=f"{self.name}-auto",
+                    quiet=True,
+                ),
+            )
+            seconds = _trial_seconds(self.folder / "study", result.summary.get("best_trial"))
+            if seconds:
+                self.seconds_per_training = RUN_OVERHEAD + seconds
+        if result is None:
+            return f"skipped: the later stages need the {self.clock.left():.0f} s left"
+        summary = result.summary
+        self.record["tune"] = {
+            "folder": str(self.folder / "study"),
+            "rounds": rounds,
+            "seconds": summary.get("seconds"),
+            "best_value": summary.get("best_value"),
+            "metric": summary.get("metric"),
+            "best_params": summary.get("best_params"),
+            "n_complete": summary.get("n_complete"),
+            "n_pruned": summary.get("n_pruned"),
+            "n_failed": summary.get("n_failed"),
+            "importances": summary.get("importances"),
+        }
+        if result.best_config is not None:
+            best = yaml.safe_load(Path(result.best_config).read_text())
+            best.pop("search", None)
+            self.config = {**best, "search": self.config.get("search", {})}
+        return None
+
+    def _retrain(self) -> str | None:
+        import nntune
+
+        config = {**self.config, "name": f"{self.name}-best", "seed": 0}
+        best = self._write_yaml("best.yaml", config)
+        self.record["best_config"] = str(best)
+        self.record["reproduce"] = f"nntune train {best}"
+        runs: list[dict[str, Any]] = []
+        values: dict[str, list[float]] = {}
+        note = None
+        for seed in range(self.seeds):
+            estimate = (self.seconds_per_training or 0.0) * SAFETY
+            if seed > 0 and estimate > self.clock.left() - self._finish_reserve():
+                note = f"{seed} of {self.seeds} seeds: the budget ends"
+                break
+            out = self.folder / "retrain" / f"seed{seed}"
+            started = time.monotonic()
+            result = nntune.train(best, {"seed": seed}, out=out)
+            self.seconds_per_training = time.monotonic() - started
+            runs.append({"seed": seed, "run": str(out), "test": result.summary.get("test")})
+            for metric, value in (result.summary.get("test") or {}).items():
+                if value is not None:
+                    values.setdefault(metric, []).append(float(value))
+            self.say(f"auto: seed {seed}: test {_headline(result.summary.get('test'))}")
+        self.record["retrain"] = {
+            "runs": runs,
+            "test": {
+                metric: {
+                    "mean": statistics.mean(v),
+                    "std": statistics.stdev(v) if len(v) > 1 else 0.0,
+                    "values": v,
+                }
+                for metric, v in values.items()
+            },
+        }
+        self.record["final_run"] = runs[0]["run"]
+        return note
+
+    def _ablate(self) -> str | None:
+        from nntune.evaluate.ablate import ablate, find_tricks
+        from nntune.report import save_result
+
+        best = Path(self.record["best_config"])
+        tricks = find_tricks(load_config(best))
+        if not tricks:
+            return "skipped: the final recipe has no trick to remove"
+        per = (self.seconds_per_training or 0.0) * SAFETY
+        left = self.clock.left() - self._finish_reserve()
+        seeds = next((k for k in (3, 2) if (len(tricks) + 1) * k * per <= left), None)
+        if seeds is None:
+            need = (len(tricks) + 1) * 2 * per
+            return f"skipped: {len(tricks)} tricks × 2 seeds need ~{need:.0f} s, {left:.0f} s left"
+        result = ablate(best, seeds=seeds)
+        save_result("ablate", result, self.folder / "ablate")
+        self.record["ablate"] = {
+            "folder": str(self.folder / "ablate"),
+            "seeds": seeds,
+            "rows": [
+                {k: row.get(k) for k in ("trick", "delta", "p_value", "verdict")}
+                for row in result.get("rows", [])
+            ],
+        }
+        return None
+
+    def _evaluate(self) -> str | None:
+        from nntune.auto.confidence import test_intervals
+
+        final = self.record.get("final_run")
+        if final is None:
+            return "skipped: no final model"
+        self.record["final"] = test_intervals(Path(final))
+        return None
+
+    def _export(self) -> str | None:
+        from nntune.compress.export import export_run
+
+        final = self.record.get("final_run")
+        if not self.export or final is None:
+            return "skipped: --no-export" if not self.export else "skipped: no final model"
+        try:
+            exported = export_run(final, "onnx", out=self.folder / "model.onnx")
+        except ImportError as err:
+            return f"skipped: ONNX export needs the export extra ({err.name} is missing)"
+        self.record["export"] = {
+            "path": exported["path"],
+            "bytes": exported["bytes"],
+            "verified": exported.get("verified"),
+        }
+        return None
+
+    # --- helpers ----------------------------------------------------------------------------
+
+    def _retrain_reserve(self) -> float:
+        return self.seeds * (self.seconds_per_training or 0.0) * SAFETY
+
+    def _finish_reserve(self) -> float:
+        return FINISH_SECONDS + FINISH_SHARE * self.clock.total
+
+    def _write_yaml(self, name: str, config: dict[str, Any]) -> Path:
+        path = self.folder / name
+        write_text_atomic(path, config_to_yaml(load_config(config)))
+        return path
+
+    def _save(self) -> None:
+        self.record["seconds"] = round(self.clock.spent(), 2)
+        write_json_atomic(self.folder / AUTO, self.record)
+
+    def _report(self) -> None:
+        from nntune.report import report_after
+
+        path = report_after(self.folder)
+        if path is not None:
+            self.record["report"] = str(path)
+            write_json_atomic(self.folder / AUTO, self.record)
+
+
+def auto(data: str, **options: Any) -> dict[str, Any]:
+    """Run ``nntune auto`` on ``data`` (a built-in dataset name or a .csv/.parquet/.npz file);
+    returns auto.json's content. Options are those of :class:`Auto` (``target``, ``budget``
+    in seconds or as "10m", ``task``, ``out``, ``seed``, ``seeds``, ``export``, ``progress``)."""
+    return Auto(data, **options).run()
+
+
+def _name(dataset: str) -> str:
+    return Path(dataset).stem if ("/" in dataset or "." in dataset) else dataset
+
+
+def _arch(config: dict[str, Any]) -> str:
+    arch = config["model"]["arch"]
+    name = arch["name"] if isinstance(arch, dict) else arch
+    return f"{name} {config['model'].get('hidden')}"
+
+
+def _set(config: dict[str, Any], dotted: str, value: Any) -> None:
+    node = config
+    *parents, last = dotted.split(".")
+    for part in parents:
+        child = node.get(part)
+        if not isinstance(child, dict):
+            child = {"name": child} if isinstance(child, str) else {}
+            node[part] = child
+        node = child
+    node[last] = value
+
+
+def json_changes(applied: list[dict[str, Any]]) -> str:
+    return "; ".join(f"{a['kind']}: {a['changes']}" for a in applied)
+
+
+def _headline(metrics: dict[str, Any] | None) -> str:
+    if not metrics:
+        return "-"
+    key = "accuracy" if "accuracy" in metrics else "rmse" if "rmse" in metrics else None
+    return f"{key} {metrics[key]:.4f}" if key and metrics[key] is not None else "-"
+
+
+def _trial_seconds(study_dir: Path, trial: int | None) -> float | None:
+    """Seconds the search's best trial trained (a complete trial: its whole schedule)."""
+    if trial is None:
+        return None
+    import json
+
+    path = study_dir / "trials" / f"{trial:04d}" / "summary.json"
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    if data.get("status") in ("completed", "stopped") and data.get("seconds"):
+        return float(data["seconds"])
+    return None

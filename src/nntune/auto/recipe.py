@@ -1,0 +1,221 @@
+"""What ``nntune auto`` makes of a data set: what it holds, and the recipe to start from.
+
+The decisions are rules stated here, and their result is plain config: the starting recipe is
+a config a user can read, edit and train, like any other.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from nntune.data import DATASETS
+from nntune.data.datasets import RawDataset, is_data_file, load_dataset
+from nntune.data.pipeline import infer_task
+from nntune.data.profile import profile_frame, suggest_preprocess
+from nntune.errors import DataError
+
+KINDS = ("table", "signal", "image")
+# a 2-D array of this many or more features is read as one signal (a row = a sequence); fewer
+# are table columns
+MIN_SIGNAL_LENGTH = 16
+
+
+@dataclass
+class DataFacts:
+    """What the data is, as the rest of auto needs it (and auto.json records)."""
+
+    dataset: str  # a built-in name, or the file's absolute path
+    target: str | None
+    kind: str  # table | signal | image
+    task: str  # classification | regression
+    n_rows: int
+    sample_shape: list[int]
+    n_classes: int | None
+    preprocess: list[Any]
+    profile: dict[str, Any] | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "dataset": self.dataset,
+            "target": self.target,
+            "kind": self.kind,
+            "task": self.task,
+            "rows": self.n_rows,
+            "sample_shape": self.sample_shape,
+            "classes": self.n_classes,
+            "preprocess": self.preprocess,
+            "profile": self.profile,
+            "notes": self.notes,
+        }
+
+
+def _source(data: str) -> str:
+    if is_data_file(data):
+        path = Path(data).expanduser().resolve()
+        if not path.exists():
+            raise DataError(f"data file '{data}' not found")
+        return str(path)
+    DATASETS.get(data, key="dataset")  # an unknown name: the error lists the known ones
+    return data
+
+
+def _target_column(dataset: str, raw: RawDataset, target: str | None) -> str | None:
+    """The column the loader took as the target (it guesses one when none is given)."""
+    if target is not None or not isinstance(raw.x, pd.DataFrame):
+        return target
+    path = Path(dataset)
+    if path.suffix.lower() in (".parquet", ".pq"):
+        columns = [str(c) for c in pd.read_parquet(path).columns]
+    else:
+        sep = "\t" if path.suffix.lower() == ".tsv" else ","
+        columns = [str(c) for c in pd.read_csv(path, sep=sep, nrows=0).columns]
+    rest = [c for c in columns if c not in set(raw.x.columns)]
+    return rest[0] if rest else None
+
+
+def _kind(dataset: str, x: pd.DataFrame | np.ndarray) -> str:
+    """table for data frames and short rows, signal for long rows or (channels, length) samples,
+    image for (H, W) or (C, H, W) samples and the built-in image sets."""
+    if isinstance(x, pd.DataFrame):
+        return "table"
+    if not is_data_file(dataset):
+        tags = DATASETS.get(dataset, key="dataset").tags
+        for kind in ("image", "signal"):
+            if kind in tags:
+                return kind
+        return "table"
+    if x.ndim == 2:
+        return "signal" if x.shape[1] >= MIN_SIGNAL_LENGTH else "table"
+    if x.ndim == 3 and x.shape[1] <= 4 < x.shape[2]:
+        return "signal"  # (channels, length)
+    return "image"
+
+
+def understand(data: str, target: str | None = None, task: str = "auto") -> DataFacts:
+    """Load ``data`` (a built-in name or a .csv/.parquet/.npz file) and describe it."""
+    dataset = _source(data)
+    raw = load_dataset(dataset, target=target)
+    target = _target_column(dataset, raw, target)
+    kind = _kind(dataset, raw.x)
+    notes: list[str] = []
+    y = np.asarray(raw.y)
+    if task == "auto":
+        task = raw.task or infer_task(y)
+    profile = None
+    if kind == "table":
+        frame = raw.x if isinstance(raw.x, pd.DataFrame) else _frame(raw.x)
+        named = target or "target"
+        table = frame.copy()
+        table[named] = y
+        found = profile_frame(table, named)
+        profile = found.to_json()
+        notes += found.warnings
+        preprocess = suggest_preprocess(found) or ["standardize"]
+    else:
+        preprocess = ["standardize"]
+    sample_shape = list(np.asarray(raw.x).shape[1:]) if kind != "table" else [raw.x.shape[1]]
+    n_classes = len(np.unique(y)) if task == "classification" else None
+    return DataFacts(
+        dataset=dataset,
+        target=target,
+        kind=kind,
+        task=task,
+        n_rows=len(y),
+        sample_shape=sample_shape,
+        n_classes=n_classes,
+        preprocess=preprocess,
+        profile=profile,
+        notes=notes,
+    )
+
+
+def _frame(x: np.ndarray) -> pd.DataFrame:
+    flat = x.reshape(len(x), -1)
+    return pd.DataFrame(flat, columns=[f"x{i}" for i in range(flat.shape[1])])
+
+
+def n_train(facts: DataFacts, val_split: float = 0.2, test_split: float = 0.2) -> int:
+    return int(facts.n_rows * (1 - test_split) * (1 - val_split))
+
+
+def starting_config(facts: DataFacts, name: str, seed: int = 0) -> dict[str, Any]:
+    """The recipe auto starts from, sized to the data (the size rules are in the comments)."""
+    n = n_train(facts)
+    classification = facts.task == "classification"
+    config: dict[str, Any] = {
+        "name": name,
+        "seed": seed,
+        "data": {
+            "dataset": facts.dataset,
+            **({"target": facts.target} if facts.target else {}),
+            "task": facts.task,
+            "val_split": 0.2,
+            "test_split": 0.2,
+            "preprocess": facts.preprocess,
+        },
+        "loss": ({"name": "cross_entropy", "label_smoothing": 0.05} if classification else "mse"),
+        "search": {
+            "metric": "val_accuracy" if classification else "val_rmse",
+            "direction": "maximize" if classification else "minimize",
+        },
+    }
+    if facts.kind == "table":
+        # width grows with the data: 64 units below 1,000 rows, 128 to 10,000, then 256; small
+        # tables get many epochs (few steps each), and early stopping keeps the best weights
+        width = 64 if n < 1000 else 128 if n < 10_000 else 256
+        epochs = 200 if n < 1000 else 100 if n < 10_000 else 40
+        config["model"] = {
+            "arch": "mlp",
+            "hidden": [width, width],
+            "activation": "relu",
+            "norm": "batch",
+            "dropout": 0.1,
+        }
+        config["optimizer"] = {"name": "adamw", "lr": 3.0e-3, "weight_decay": 1.0e-4}
+        config["schedule"] = {"name": "cosine", "warmup": 0.05}
+        config["train"] = {
+            "epochs": epochs,
+            "batch_size": 32 if n < 2000 else 128,
+            "early_stopping": {"monitor": "val_loss", "patience": 25, "restore_best": True},
+        }
+    elif facts.kind == "signal":
+        # the MNIST-1D recipe of examples/mnist1d.yaml (a small 1-D ResNet), narrower below
+        # 2,000 signals
+        wide = n >= 2000
+        config["data"]["augment"] = [
+            {"name": "shift", "max": 4},
+            {"name": "mixup", "alpha": 0.2},
+        ]
+        config["loss"] = (
+            {"name": "cross_entropy", "label_smoothing": 0.1} if classification else "mse"
+        )
+        config["model"] = {
+            "arch": {"name": "resnet1d", "kernel_size": 3, "blocks": 1},
+            "hidden": [24, 48, 96, 192] if wide else [16, 32, 64],
+            "activation": "gelu",
+            "norm": "batch",
+        }
+        config["optimizer"] = {"name": "adamw", "lr": 3.0e-3, "weight_decay": 1.0e-2}
+        config["schedule"] = {"name": "one_cycle", "pct_start": 0.25}
+        config["train"] = {"epochs": 50, "batch_size": 128 if wide else 32}
+    else:
+        # a small CNN: two conv stages, BatchNorm, GELU
+        config["model"] = {
+            "arch": "cnn2d",
+            "hidden": [32, 64],
+            "activation": "gelu",
+            "norm": "batch",
+            "dropout": 0.1,
+        }
+        if len(facts.sample_shape) == 2:
+            config["model"]["input_shape"] = [1, *facts.sample_shape]
+        config["optimizer"] = {"name": "adamw", "lr": 3.0e-3, "weight_decay": 1.0e-2}
+        config["schedule"] = {"name": "one_cycle", "pct_start": 0.25}
+        config["train"] = {"epochs": 40, "batch_size": 64 if n >= 1000 else 32}
+    return config

@@ -1,0 +1,197 @@
+"""``nntune auto``: real end-to-end runs on small data with budgets of seconds."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from nntune.auto import parse_budget, starting_config, understand
+from nntune.errors import ConfigError
+from tests.helpers import nntune
+
+STAGES = ["data", "lr_find", "doctor", "tune", "retrain", "ablate", "evaluate", "export"]
+
+
+def _mixed_csv(path: Path, n: int = 300, regression: bool = False) -> Path:
+    """Numbers with gaps, a category, a date string, a yes/no flag and an identifier."""
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame(
+        {
+            "id": [f"user{i:04d}" for i in range(n)],
+            "age": rng.normal(40, 10, n),
+            "city": rng.choice(["paris", "lyon", "nice"], n),
+            "signup": pd.date_range("2020-01-01", periods=n, freq="D").astype(str),
+            "member": rng.choice(["yes", "no"], n),
+        }
+    )
+    signal_ = (frame.age - 40) / 10 + (frame.city == "paris") * 1.5
+    frame.loc[rng.choice(n, 25, replace=False), "age"] = np.nan
+    if regression:
+        frame["price"] = 3.0 * signal_ + rng.normal(0, 0.3, n)
+    else:
+        frame["label"] = np.where(signal_ > 0.3, "high", "low")
+    frame.to_csv(path, index=False)
+    return path
+
+
+def _run_auto(tmp: Path, *args: str, budget: float) -> tuple[dict, float]:
+    started = time.monotonic()
+    result = nntune("auto", *args, "--budget", f"{budget}s", "--json", cwd=tmp, timeout=600)
+    seconds = time.monotonic() - started
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout), seconds
+
+
+def _check_folder(folder: Path, summary: dict, budget: float, seconds: float) -> None:
+    assert [s["stage"] for s in summary["stages"]] == STAGES
+    assert all(s["status"] in ("done", "skipped") for s in summary["stages"]), summary["stages"]
+    assert summary["status"] == "completed"
+    # the budget is kept: the command's own clock, and the wall time around the process
+    assert summary["seconds"] <= 1.1 * budget
+    assert seconds <= 1.1 * budget + 15  # + interpreter start and imports
+    for name in ("auto.json", "start.yaml", "best.yaml", "report.html", "model.onnx"):
+        assert (folder / name).exists(), name
+    assert summary["export"]["verified"]
+    html = (folder / "report.html").read_text()
+    assert "Stages" in html and "Decisions" in html and summary["name"] in html
+
+
+@pytest.mark.slow
+def test_auto_on_a_mixed_csv_trains_a_model_that_best_yaml_reproduces(tmp_path: Path) -> None:
+    data = _mixed_csv(tmp_path / "customers.csv")
+    summary, seconds = _run_auto(tmp_path, str(data), "--target", "label", "--out", "a", budget=45)
+    folder = tmp_path / "a"
+    _check_folder(folder, summary, 45, seconds)
+    facts = summary["data"]
+    assert facts["kind"] == "table" and facts["task"] == "classification"
+    kinds = {c["name"]: c["kind"] for c in facts["profile"]["columns"]}
+    assert kinds == {
+        "id": "text_id",
+        "age": "numeric",
+        "city": "categorical",
+        "signup": "datetime",
+        "member": "boolean",
+    }
+    steps = [s if isinstance(s, str) else s["name"] for s in facts["preprocess"]]
+    assert steps[0] == "drop" and "datetime_parts" in steps and "impute" in steps
+    final = summary["final"]
+    accuracy = final["metrics"]["accuracy"]
+    assert accuracy > 0.8  # the label is a rule of age and city: well above the 50-60% prior
+    interval = final["ci"]["accuracy"]
+    assert interval["low"] <= accuracy <= interval["high"]
+    assert summary["retrain"]["runs"][0]["run"] == summary["final_run"]
+
+    again = nntune("train", str(folder / "best.yaml"), "--out", "again", "--json", cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    first = json.loads((tmp_path / summary["final_run"] / "summary.json").read_text())
+    assert json.loads(again.stdout)["test"] == first["test"]
+
+
+@pytest.mark.slow
+def test_auto_on_an_npz_of_signals_picks_a_1d_network(tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)
+    n, length = 400, 32
+    y = rng.integers(0, 2, n)
+    t = np.linspace(0, 1, length)
+    x = np.sin(2 * np.pi * (2 + 3 * y[:, None]) * t) + rng.normal(0, 0.3, (n, length))
+    np.savez(tmp_path / "waves.npz", x=x.astype(np.float32), y=y)
+    summary, seconds = _run_auto(tmp_path, "waves.npz", "--out", "w", budget=40)
+    _check_folder(tmp_path / "w", summary, 40, seconds)
+    assert summary["data"]["kind"] == "signal"
+    start = (tmp_path / "w/start.yaml").read_text()
+    assert "resnet1d" in start
+    assert summary["final"]["metrics"]["accuracy"] > 0.9
+
+
+@pytest.mark.slow
+def test_auto_on_a_regression_csv_reports_rmse_with_an_interval(tmp_path: Path) -> None:
+    data = _mixed_csv(tmp_path / "prices.csv", regression=True)
+    summary, seconds = _run_auto(tmp_path, str(data), "--target", "price", "--out", "r", budget=35)
+    _check_folder(tmp_path / "r", summary, 35, seconds)
+    assert summary["data"]["task"] == "regression"
+    final = summary["final"]
+    rmse = final["metrics"]["rmse"]
+    assert final["ci"]["rmse"]["low"] <= rmse <= final["ci"]["rmse"]["high"]
+    assert rmse < 2.0  # the target's std is about 3.4: the model explains most of it
+
+
+def test_ctrl_c_keeps_the_finished_stages_and_writes_their_report(tmp_path: Path) -> None:
+    data = _mixed_csv(tmp_path / "customers.csv")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "nntune", "auto", str(data), "--budget", "5m", "--out", "a"],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # a terminal's Ctrl-C
+    )
+    try:
+        deadline = time.monotonic() + 120
+        trials = tmp_path / "a/study/trials"
+        while time.monotonic() < deadline and proc.poll() is None:
+            if trials.exists() and len(list(trials.glob("*/summary.json"))) >= 2:
+                break
+            time.sleep(0.1)
+        assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+        os.kill(proc.pid, signal.SIGINT)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err
+    summary = json.loads((tmp_path / "a/auto.json").read_text())
+    assert summary["status"] == "interrupted"
+    statuses = {s["stage"]: s["status"] for s in summary["stages"]}
+    assert statuses["data"] == statuses["lr_find"] == "done"
+    assert statuses["tune"] == "interrupted" and "retrain" not in statuses
+    assert (tmp_path / "a/report.html").exists()
+    assert (tmp_path / "a/study/summary.json").exists()  # the search's finished trials
+
+
+@pytest.mark.parametrize(
+    ("args", "named"),
+    [
+        (["missing.csv"], "missing.csv"),
+        (["nosuchset"], "nosuchset"),
+        (["data.csv", "--target", "nope"], "nope"),
+        (["data.csv", "--target", "label", "--budget", "soon"], "--budget"),
+        (["data.csv", "--target", "label", "--task", "ranking"], "--task"),
+    ],
+)
+def test_bad_input_is_refused_before_anything_is_written(
+    tmp_path: Path, args: list[str], named: str
+) -> None:
+    _mixed_csv(tmp_path / "data.csv", n=40)
+    result = nntune("auto", *args, cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert named in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "runs").exists()
+
+
+def test_budget_spellings() -> None:
+    assert parse_budget("10m") == 600 and parse_budget("1h30m") == 5400
+    assert parse_budget("90s") == parse_budget("90") == parse_budget(90) == 90
+    for bad in ("", "5", "ten", "-3m"):
+        with pytest.raises(ConfigError):
+            parse_budget(bad)
+
+
+def test_the_starting_model_follows_the_kind_of_data(tmp_path: Path) -> None:
+    np.savez(tmp_path / "images.npz", x=np.zeros((50, 8, 8), np.float32), y=np.arange(50) % 2)
+    cases = {"mnist1d": "resnet1d", "digits": "cnn2d", "wine": "mlp"}
+    cases[str(tmp_path / "images.npz")] = "cnn2d"
+    for data, arch in cases.items():
+        facts = understand(data)
+        config = starting_config(facts, "x")
+        name = config["model"]["arch"]
+        assert (name["name"] if isinstance(name, dict) else name) == arch, data
+    assert understand("diabetes").task == "regression"
