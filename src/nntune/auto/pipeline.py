@@ -159,10 +159,15 @@ class Auto:
                 entry["status"] = "interrupted"
                 interrupted = True
             except NntuneError as err:
-                if name in ("data", "retrain"):  # nothing to go on with
-                    raise
                 entry["status"] = "failed"
                 entry["note"] = str(err)
+                if name in ("data", "retrain"):  # nothing to go on with
+                    entry["seconds"] = round(time.monotonic() - started, 2)
+                    self.record["stages"].append(entry)
+                    self.record["status"] = "failed"
+                    self._save()
+                    self._report()
+                    raise
             entry["seconds"] = round(time.monotonic() - started, 2)
             self.record["stages"].append(entry)
             self.say(f"auto: {name} {entry['status']} in {entry['seconds']:.0f} s")
@@ -303,6 +308,7 @@ class Auto:
 
     def _retrain(self) -> str | None:
         import nntune
+        from nntune.report import report_after
 
         config = {**self.config, "name": f"{self.name}-best", "seed": 0}
         best = self._write_yaml("best.yaml", config)
@@ -319,6 +325,7 @@ class Auto:
             out = self.folder / "retrain" / f"seed{seed}"
             started = time.monotonic()
             result = nntune.train(best, {"seed": seed}, out=out)
+            report_after(out)
             self.seconds_per_training = time.monotonic() - started
             runs.append({"seed": seed, "run": str(out), "test": result.summary.get("test")})
             for metric, value in (result.summary.get("test") or {}).items():
