@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from tests.helpers import nntune, write_config
 
 # BatchNorm synced across the ranks and no per-rank randomness: two processes of batch 32 take

@@ -12,6 +12,7 @@ def main(argv: list[str] | None = None) -> None:
     # importing the verbs registers them on the app
     from nntune.cli import (  # noqa: F401
         _ablate,
+        _auto,
         _compare,
         _compress,
         _cv,
@@ -23,6 +24,7 @@ def main(argv: list[str] | None = None) -> None:
         _lr_find,
         _report,
         _schema,
+        _serve,
         _train,
         _tune,
     )
