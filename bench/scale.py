@@ -11,8 +11,9 @@ Parts (one JSON line per figure):
   requests/s, p50/p99 latency, the mean rows per model call (from /metrics), and that every
   request came back 200 with the prediction the Predictor gives in-process.
   Server and client share this machine's cores; the figures are loopback figures.
-- ddp: to come (``ddp_part``).
-Usage: python bench/scale.py [--part serve|ddp|all] [--run RUN_DIR] [--epochs 3]
+- ddp: the recipe at a global batch of 128 in 1 process (all cores; 1 thread) and in 2 DDP
+  processes of 64 with 1 thread each (``nntune train --nproc 2``), back to back.
+Usage: python bench/scale.py [--part serve|ddp|all] [--run RUN_DIR] [--epochs 3] [--ddp-epochs 5]
        [--requests 2000] [--concurrency 1,8,32] [--rows-per-request 1] [--warmup 200]
 """
 
@@ -139,10 +140,64 @@ def serve_part(args: argparse.Namespace) -> None:
                 process.wait(30)
 
 
-# --- DDP part: filled in by the lead ------------------------------------------------------
+# --- DDP part ----------------------------------------------------------------------------
+def _train_json(extra: list[str], out: Path) -> tuple[dict[str, Any], float]:
+    command = [sys.executable, "-m", "nntune", "train", str(RECIPE), "--out", str(out)]
+    started = time.perf_counter()
+    done = subprocess.run([*command, *extra, "--json"], capture_output=True, text=True, check=False)
+    wall = time.perf_counter() - started
+    if done.returncode != 0:
+        raise SystemExit(f"training failed: {done.stderr[-2000:]}")
+    return json.loads(done.stdout), wall
+
+
 def ddp_part(args: argparse.Namespace) -> None:
-    """Data-parallel training throughput (torchrun): not written yet."""
-    raise NotImplementedError("bench/scale.py --part ddp is not written yet")
+    """The recipe for --ddp-epochs epochs at one global batch (128): 1 process with all cores,
+    1 process with 1 thread, and 2 processes (torchrun, gloo) of batch 64 with 1 thread each,
+    back to back. Reported: optimizer steps/s and samples/s over training time (the summary's
+    seconds), the command's wall time (process start, data, evaluation included), and the
+    final validation accuracy."""
+    global_batch = 128
+    setups = {
+        "1 process, all cores": ["--set", f"train.batch_size={global_batch}"],
+        "1 process, 1 thread": [
+            "--set",
+            f"train.batch_size={global_batch}",
+            "--set",
+            "train.threads=1",
+        ],
+        "2 processes (DDP, gloo), 1 thread each": [
+            "--nproc",
+            "2",
+            "--set",
+            f"train.batch_size={global_batch // 2}",
+            "--set",
+            "train.threads=1",
+        ],
+    }
+    with tempfile.TemporaryDirectory() as tmp:
+        base = None
+        for name, extra in setups.items():
+            summary, wall = _train_json(
+                [*extra, "--set", f"train.epochs={args.ddp_epochs}"], Path(tmp) / str(len(name))
+            )
+            samples = summary["steps"] * summary["global_batch_size"] / summary["seconds"]
+            base = base or samples
+            emit(
+                {
+                    "part": "ddp",
+                    "setup": name,
+                    "world_size": summary["world_size"],
+                    "global_batch": summary["global_batch_size"],
+                    "epochs": summary["epochs_run"],
+                    "steps_per_second": summary["steps_per_second"],
+                    "samples_per_second": round(samples, 1),
+                    "speedup_vs_first": round(samples / base, 3),
+                    "train_seconds": summary["seconds"],
+                    "wall_seconds": round(wall, 2),
+                    "val_accuracy": summary["val"]["accuracy"],
+                }
+            )
 
 
 # ------------------------------------------------------------------------------------------
@@ -158,16 +213,12 @@ def main() -> None:
     parser.add_argument("--rows-per-request", type=int, default=1)
     parser.add_argument("--warmup", type=int, default=200)
     parser.add_argument("--rows", type=int, default=500, help="distinct test rows sent")
+    parser.add_argument("--ddp-epochs", type=int, default=5, help="recipe epochs, ddp part")
     args = parser.parse_args()
     if args.part in ("serve", "all"):
         serve_part(args)
-    if args.part == "ddp":
+    if args.part in ("ddp", "all"):
         ddp_part(args)
-    elif args.part == "all":
-        try:
-            ddp_part(args)
-        except NotImplementedError as missing:
-            emit({"part": "ddp", "skipped": str(missing)})
 
 
 if __name__ == "__main__":

@@ -272,6 +272,16 @@ class Auto:
             if timeout < max(MIN_TUNE_SECONDS, MIN_TUNE_SHARE * self.clock.total):
                 break
             rounds += 1
+            self.record.setdefault("budget_split", []).append(
+                {
+                    "round": rounds,
+                    "search_seconds": round(timeout, 1),
+                    "retrain_reserve": round(self._retrain_reserve(), 1),
+                    "seconds_per_training": round(self.seconds_per_training or 0.0, 1),
+                    "finish_reserve": round(self._finish_reserve(), 1),
+                    "overshoot_reserve": round(overshoot, 1),
+                }
+            )
             self.say(f"auto: search for {timeout:.0f} s (round {rounds})")
             result = tune(
                 base,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from contextlib import nullcontext
 from pathlib import Path
 
 import typer
@@ -46,7 +47,16 @@ def auto_command(
     confidence intervals → report.html, best.yaml and model.onnx."""
     from nntune.auto import Auto
 
-    say = progress_printer(quiet or json_out)
+    printer = progress_printer(quiet or json_out)
+    # on a terminal, a live line shows the running stage under the finished ones
+    live = stderr.status("auto: starting") if printer and stderr.is_terminal else None
+
+    def say(line: str) -> None:
+        assert printer is not None
+        printer(line)
+        if live is not None:
+            live.update(line)
+
     runner = Auto(
         data,
         target=target,
@@ -56,12 +66,13 @@ def auto_command(
         seed=seed,
         seeds=seeds,
         export=export,
-        progress=say,
+        progress=say if printer else None,
     )
-    if say is not None:
+    if printer is not None:
         say(f"auto: writing to {runner.folder} (budget {runner.clock.total:.0f} s)")
     try:
-        result = runner.run()
+        with live if live is not None else nullcontext():
+            result = runner.run()
     except KeyboardInterrupt:
         stderr.print(
             f"interrupted: the finished stages are in {runner.folder} (auto.json, report.html)",

@@ -74,6 +74,36 @@ def auto_report(result: dict[str, Any], folder: Path) -> Page:
         left=2,
     )
 
+    split = result.get("budget_split") or []
+    if split:
+        page.text(
+            "How the budget was split: the search got the time the later stages did not need; "
+            "each round reserved the retrain (seeds × the estimated seconds of one training × "
+            "1.2), evaluation, export and report, and the few seconds a search runs past its "
+            "deadline."
+        )
+        page.table(
+            [
+                "round",
+                "search (s)",
+                "retrain reserve (s)",
+                "one training (s)",
+                "finish (s)",
+                "overshoot (s)",
+            ],
+            [
+                (
+                    r["round"],
+                    r["search_seconds"],
+                    r["retrain_reserve"],
+                    r["seconds_per_training"],
+                    r["finish_reserve"],
+                    r["overshoot_reserve"],
+                )
+                for r in split
+            ],
+        )
+
     page.heading("Data")
     page.table(
         ["fact", "value"],
