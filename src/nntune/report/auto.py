@@ -32,8 +32,8 @@ def auto_report(result: dict[str, Any], folder: Path) -> Page:
     status = result.get("status", "?")
     page = Page(
         f"Auto: {result.get('name', folder.name)}",
-        f"{folder.resolve()} · {status} in {fmt(result.get('seconds'), 1)} s of a "
-        f"{fmt(result.get('budget_seconds'), 0)} s budget",
+        f"{folder.resolve()} · {status} in {float(result.get('seconds') or 0):.0f} s of a "
+        f"{float(result.get('budget_seconds') or 0):.0f} s budget",
     )
     final = result.get("final") or {}
     retrain = (result.get("retrain") or {}).get("test") or {}
@@ -179,7 +179,8 @@ def auto_report(result: dict[str, Any], folder: Path) -> Page:
             (
                 "search",
                 f"{tune.get('n_complete')} complete, {tune.get('n_pruned')} pruned, "
-                f"{tune.get('n_failed')} failed trials in {fmt(tune.get('seconds'), 0)} s; best "
+                f"{tune.get('n_failed')} failed trials in "
+                f"{float(tune.get('seconds') or 0):.0f} s; best "
                 f"{tune.get('metric')} {fmt(tune.get('best_value'))}",
             )
         )
