@@ -51,7 +51,8 @@ RUN_OVERHEAD = 1.0
 # a search round needs this much time (or this share of the budget) to be worth starting
 MIN_TUNE_SECONDS = 10.0
 MIN_TUNE_SHARE = 0.05
-MAX_TUNE_ROUNDS = 3  # seconds a training spends outside its epochs (data, final evaluation)
+MAX_TUNE_ROUNDS = 3
+FIRST_ROUND_SHARE = 0.25  # seconds a training spends outside its epochs (data, final evaluation)
 PROBE_SHARE = 0.3  # of the recipe's epochs
 SAFETY = 1.2  # a training's estimated seconds are multiplied by this before it is started
 
@@ -184,7 +185,14 @@ class Auto:
 
     def _data(self) -> str | None:
         config = starting_config(self.facts, self.name, self.seed)
-        check_components(load_config(config))  # the recipe is valid before anything trains
+        checked = check_components(load_config(config))  # valid before anything trains
+        if config["search"]["metric"] == "val_loss" and self.facts.task == "classification":
+            from nntune.search.space import default_space
+
+            # trials ranked by their loss must share one loss: label smoothing stays off
+            space = default_space(checked, self.facts.task)
+            space.pop("loss.label_smoothing", None)
+            config["search"]["space"] = space
         self.config = config
         self._write_yaml("start.yaml", config)
         self.record["start_config"] = str(self.folder / "start.yaml")
@@ -222,10 +230,11 @@ class Auto:
 
         epochs = int(self.config["train"]["epochs"])
         probe_epochs = max(1, min(epochs, round(PROBE_SHARE * epochs)))
-        started = time.monotonic()
         found = doctor(self.config, epochs=probe_epochs, out=self.folder / "doctor")
-        probe_seconds = time.monotonic() - started
-        self.seconds_per_training = RUN_OVERHEAD + probe_seconds * epochs / probe_epochs
+        # the probe's training time (the doctor's detectors and report excluded), per epoch
+        probe_seconds = float(found["probe"].get("seconds") or found["seconds"])
+        ran = int(found["probe"].get("epochs") or probe_epochs)
+        self.seconds_per_training = RUN_OVERHEAD + probe_seconds * epochs / max(1, ran)
         entry: dict[str, Any] = {
             "healthy": found["healthy"],
             "problems": [p["kind"] for p in found["problems"]],
@@ -269,6 +278,10 @@ class Auto:
             overshoot = OVERSHOOT_SECONDS + OVERSHOOT_SHARE * self.clock.total
             reserve = self._retrain_reserve() + self._finish_reserve() + overshoot
             timeout = self.clock.left() - reserve
+            if rounds == 0:
+                # the estimate so far comes from a short probe; the search's own trials measure
+                # what a training costs, so the first round always gets a share of the time
+                timeout = max(timeout, FIRST_ROUND_SHARE * self.clock.left())
             if timeout < max(MIN_TUNE_SECONDS, MIN_TUNE_SHARE * self.clock.total):
                 break
             rounds += 1

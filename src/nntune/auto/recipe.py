@@ -20,6 +20,10 @@ from nntune.data.profile import profile_frame, suggest_preprocess
 from nntune.errors import DataError
 
 KINDS = ("table", "signal", "image")
+# below this many validation rows, accuracy moves in steps of 0.2 % or more and many trials tie
+# at the top: the search ranks trials by validation loss instead (without label smoothing,
+# which would make the losses of trials incomparable)
+SMALL_VALIDATION = 500
 # a 2-D array of this many or more features is read as one signal (a row = a sequence); fewer
 # are table columns
 MIN_SIGNAL_LENGTH = 16
@@ -148,6 +152,7 @@ def starting_config(facts: DataFacts, name: str, seed: int = 0) -> dict[str, Any
     """The recipe auto starts from, sized to the data (the size rules are in the comments)."""
     n = n_train(facts)
     classification = facts.task == "classification"
+    by_loss = classification and n // 4 < SMALL_VALIDATION
     config: dict[str, Any] = {
         "name": name,
         "seed": seed,
@@ -159,22 +164,31 @@ def starting_config(facts: DataFacts, name: str, seed: int = 0) -> dict[str, Any
             "test_split": 0.2,
             "preprocess": facts.preprocess,
         },
-        "loss": ({"name": "cross_entropy", "label_smoothing": 0.05} if classification else "mse"),
+        "loss": (
+            {"name": "cross_entropy", "label_smoothing": 0.0 if by_loss else 0.05}
+            if classification
+            else "mse"
+        ),
         "search": {
-            "metric": "val_accuracy" if classification else "val_rmse",
-            "direction": "maximize" if classification else "minimize",
+            "metric": "val_rmse"
+            if not classification
+            else "val_loss"
+            if by_loss
+            else "val_accuracy",
+            "direction": "maximize" if classification and not by_loss else "minimize",
         },
     }
     if facts.kind == "table":
         # width grows with the data: 64 units below 1,000 rows, 128 to 10,000, then 256; small
-        # tables get many epochs (few steps each), and early stopping keeps the best weights
+        # tables get many epochs (few steps each), and early stopping keeps the best weights;
+        # below 1,000 rows no BatchNorm (batch statistics of 32 rows are noise there)
         width = 64 if n < 1000 else 128 if n < 10_000 else 256
         epochs = 200 if n < 1000 else 100 if n < 10_000 else 40
         config["model"] = {
             "arch": "mlp",
             "hidden": [width, width],
             "activation": "relu",
-            "norm": "batch",
+            "norm": "none" if n < 1000 else "batch",
             "dropout": 0.1,
         }
         config["optimizer"] = {"name": "adamw", "lr": 3.0e-3, "weight_decay": 1.0e-4}
