@@ -432,7 +432,8 @@ class Trainer:
                     early.monitor, early.patience, early.min_delta, early.restore_best, early.mode
                 )
             )
-        probe = DoctorProbe(config.train.probe_every) if config.train.doctor and writes else None
+        main = shard is None or shard.main
+        probe = DoctorProbe(config.train.probe_every) if config.train.doctor and main else None
         if probe is not None:
             callbacks.append(probe)
         callbacks += self.callbacks
