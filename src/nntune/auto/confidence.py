@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 from typing import Any
@@ -16,11 +17,19 @@ LEVEL = 0.95
 RESAMPLES = 2000
 
 
+def final_checkpoint(run_dir: Path) -> str:
+    """The weights the run's summary.json measured: best.pt when early stopping restored them,
+    else last.pt (with its weight average, as the run ended)."""
+    summary = json.loads((run_dir / "summary.json").read_text())
+    return "best" if summary.get("restored") else "last"
+
+
 def test_intervals(run_dir: Path, level: float = LEVEL) -> dict[str, Any]:
     """``{"run", "n", "metrics", "ci": {metric: {"low", "high", "level"}}}``: accuracy's
     interval resamples the per-sample hits, rmse's the squared errors (then the square root)."""
-    evaluated = evaluate_run(run_dir, "test", cost=False)
-    opened = open_run(run_dir)
+    checkpoint = final_checkpoint(run_dir)
+    evaluated = evaluate_run(run_dir, "test", checkpoint, cost=False)
+    opened = open_run(run_dir, checkpoint)
     x, y = split_part(opened, "test")
     outputs = predict_outputs(opened.model, x)
     ci: dict[str, Any] = {}
@@ -39,6 +48,7 @@ def test_intervals(run_dir: Path, level: float = LEVEL) -> dict[str, Any]:
         }
     return {
         "run": str(run_dir),
+        "checkpoint": checkpoint,
         "n": evaluated["n"],
         "metrics": evaluated["metrics"],
         "ci": ci,

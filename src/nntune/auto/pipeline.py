@@ -405,13 +405,19 @@ class Auto:
         return None
 
     def _export(self) -> str | None:
+        from nntune.auto.confidence import final_checkpoint
         from nntune.compress.export import export_run
 
         final = self.record.get("final_run")
         if not self.export or final is None:
             return "skipped: --no-export" if not self.export else "skipped: no final model"
         try:
-            exported = export_run(final, "onnx", out=self.folder / "model.onnx")
+            exported = export_run(
+                final,
+                "onnx",
+                checkpoint=final_checkpoint(Path(final)),
+                out=self.folder / "model.onnx",
+            )
         except ImportError as err:
             return f"skipped: ONNX export needs the export extra ({err.name} is missing)"
         self.record["export"] = {
