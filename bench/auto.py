@@ -24,11 +24,11 @@ Units: nntune does not scale regression targets (``data/pipeline.py`` ``encode_t
 casts them to float32, and no preprocess step touches y), so the bundle's ``y`` and the auto
 model's RMSE in auto.json are both in the target's original units, as are the baselines'.
 
-The auto model's figure is auto.json's ``retrain`` test metric: the trained weights at the end
-of each seed's training (the training summary). The opened run's ``best.pt`` (best epoch by
-val_loss, the checkpoint auto's evaluate and export stages use) is also scored on the same test
-part and reported as ``best_checkpoint`` on the nntune-auto line; the two are the same model
-when early stopping restored the best weights, and can differ otherwise (MNIST-1D's recipe).
+The auto model's figure is auto.json's ``retrain`` test metric: the weights each seed's run
+ended with (the training summary; auto's evaluate and export stages use the same weights). The
+run's ``best.pt`` (best epoch by val_loss) is also scored on the same test part and reported as
+``best_checkpoint`` on the nntune-auto line; the two are the same model when early stopping
+restored the best weights, and can differ otherwise (MNIST-1D's and digits' recipes).
 
 Lines: one per (dataset, model) ``{"dataset", "model", "metric", "mean", "std", "values",
 "splits"}`` (model ``nntune-auto`` or the scikit-learn class name), then one per dataset with
