@@ -45,6 +45,9 @@ bench: dev                           ## the benchmarks of README (slow; not part
 	$(PY) bench/precision.py
 	$(PY) bench/tune.py
 	$(PY) bench/doctor.py
+	$(PY) bench/strategies.py
+	$(PY) bench/scale.py
+	$(PY) bench/auto.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -47,12 +47,12 @@ FINISH_SECONDS = 3.0
 # the search ends a few seconds after its deadline (trials stop at their next epoch)
 OVERSHOOT_SHARE = 0.03
 OVERSHOOT_SECONDS = 3.0
-RUN_OVERHEAD = 1.0
+RUN_OVERHEAD = 1.0  # seconds a training spends outside its epochs (data, final evaluation)
 # a search round needs this much time (or this share of the budget) to be worth starting
 MIN_TUNE_SECONDS = 10.0
 MIN_TUNE_SHARE = 0.05
 MAX_TUNE_ROUNDS = 3
-FIRST_ROUND_SHARE = 0.25  # seconds a training spends outside its epochs (data, final evaluation)
+FIRST_ROUND_SHARE = 0.25  # of the time left: the first search round's least
 PROBE_SHARE = 0.3  # of the recipe's epochs
 SAFETY = 1.2  # a training's estimated seconds are multiplied by this before it is started
 
