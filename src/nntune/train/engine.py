@@ -385,6 +385,11 @@ class Engine:
 
     # --- helpers ------------------------------------------------------------------------------
 
+    @property
+    def world_size(self) -> int:
+        """Processes that train this model together (1 without data parallelism)."""
+        return self.parallel.shard.world if self.parallel else 1
+
     def eval_weights(self) -> dict[str, torch.Tensor]:
         """The weights validation measured: the weight average when there is one."""
         if self.average is not None and self.average.ready:
@@ -451,7 +456,7 @@ class Engine:
             "rng": rng,
             "average": self.average.state_dict() if self.average else None,
             "scaler": self.scaler.state_dict() if self.scaler else None,
-            "world_size": self.parallel.shard.world if self.parallel else 1,
+            "world_size": self.world_size,
         }
 
     def load_state_dict(self, saved: dict[str, Any]) -> None:

@@ -637,7 +637,7 @@ class Trainer:
             from nntune.train.distributed import broadcast
 
             payload = broadcast(load_checkpoint(run_dir / LAST) if parallel.shard.main else None)
-        check_world_size(run_dir, payload, engine.parallel.shard.world if engine.parallel else 1)
+        check_world_size(run_dir, payload, engine.world_size)
         try:
             engine.load_state_dict(payload["engine"])
         except (KeyError, RuntimeError, ValueError, TypeError) as err:
@@ -703,9 +703,9 @@ class Trainer:
             "seed": config.seed,
             "device": str(device),
             # data-parallel training: processes, and the batch size of one optimizer step
-            "world_size": engine.parallel.shard.world if engine.parallel else 1,
+            "world_size": engine.world_size,
             "global_batch_size": config.train.batch_size
-            * (engine.parallel.shard.world if engine.parallel else 1)
+            * engine.world_size
             * config.train.accumulate,
             "threads": torch.get_num_threads(),
             "versions": {
