@@ -89,6 +89,8 @@ def test_auto_on_a_mixed_csv_trains_a_model_that_best_yaml_reproduces(tmp_path: 
     interval = final["ci"]["accuracy"]
     assert interval["low"] <= accuracy <= interval["high"]
     assert summary["retrain"]["runs"][0]["run"] == summary["final_run"]
+    # 300 rows: the search scored its trials by 5 folds (trial 0, the recipe, ran them all)
+    assert (folder / "study" / "trials" / "0000.fold4" / "summary.json").exists()
 
     again = nntune("train", str(folder / "best.yaml"), "--out", "again", "--json", cwd=tmp_path)
     assert again.returncode == 0, again.stderr
@@ -194,4 +196,7 @@ def test_the_starting_model_follows_the_kind_of_data(tmp_path: Path) -> None:
         config = starting_config(facts, "x")
         name = config["model"]["arch"]
         assert (name["name"] if isinstance(name, dict) else name) == arch, data
+    # fewer than 500 validation rows: trials are scored by 5-fold cross-validation
+    assert starting_config(understand("wine"), "x")["search"]["folds"] == 5
+    assert "folds" not in starting_config(understand("mnist1d"), "x")["search"]
     assert understand("diabetes").task == "regression"

@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 import torch
 
-from nntune.config import Component, DataConfig
+from nntune.config import Component, DataConfig, ValFold, load_config
 from nntune.data import DATASETS, RawDataset, load_dataset, prepare_data
-from nntune.errors import DataError
+from nntune.errors import ConfigError, DataError
 
 # facts about the built-in datasets, from their sources (not from nntune)
 KNOWN = {
@@ -272,6 +272,35 @@ def test_test_split_too_small_for_the_classes() -> None:
     raw = RawDataset(name="many", x=np.zeros((40, 2), dtype=np.float32), y=y)
     with pytest.raises(DataError, match=r"data\.test_split"):
         prepare_data(DataConfig(dataset="unused", test_split=0.1), seed=0, raw=raw)
+
+
+def test_val_folds_cover_the_training_part_once_stratified_and_keep_the_test_part() -> None:
+    counts = np.array([60, 30, 10])
+    base = DataConfig(dataset="unused", test_split=0.2, preprocess=[])
+    plain = prepare_data(base, seed=3, raw=imbalanced(tuple(counts)))
+    pool = set(torch.cat([plain.x_train, plain.x_val]).flatten().tolist())
+    folds: list[set[float]] = []
+    for index in range(4):
+        data = base.model_copy(update={"val_fold": ValFold(folds=4, index=index)})
+        bundle = prepare_data(data, seed=3, raw=imbalanced(tuple(counts)))
+        assert torch.equal(bundle.x_test, plain.x_test)  # the test part does not move
+        val = set(bundle.x_val.flatten().tolist())
+        train = set(bundle.x_train.flatten().tolist())
+        assert not val & train and val | train == pool
+        per_class = np.bincount(bundle.y_val.numpy(), minlength=3)
+        assert np.all(np.abs(per_class - counts / counts.sum() * len(val)) <= 1.0), per_class
+        folds.append(val)
+    assert sum(len(f) for f in folds) == len(pool) and set().union(*folds) == pool
+
+
+def test_bad_val_folds_name_the_key() -> None:
+    with pytest.raises(ConfigError, match=r"data\.val_fold.*index 4 is not a fold of 4"):
+        load_config({"data": {"dataset": "moons", "val_fold": {"folds": 4, "index": 4}}})
+    with pytest.raises(ConfigError, match=r"data\.val_fold"):
+        load_config({"data": {"dataset": "moons", "val_fold": {"folds": 1}}})
+    data = DataConfig(dataset="unused", preprocess=[], val_fold=ValFold(folds=90, index=0))
+    with pytest.raises(DataError, match=r"data\.val_fold: 80 samples cannot be cut into 90"):
+        prepare_data(data, seed=0, raw=imbalanced())
 
 
 def test_zero_splits_keep_everything_for_training() -> None:

@@ -17,6 +17,7 @@ import pytest
 
 import nntune
 from nntune.config import load_config
+from nntune.data import prepare_data
 from nntune.errors import ConfigError
 from nntune.search import tune
 from nntune.search.study import make_storage
@@ -301,6 +302,8 @@ def test_ctrl_c_stops_cleanly_keeping_finished_trials(in_tmp: Path, tiny: dict) 
         ([], {"search": {"space": {"model.dropout": {"uniform": [0.5, 0.1]}}}}, ["low < high"]),
         ([], {"search": {"space": {"x": {"choice": [1], "step": 2}}}}, ["unknown", "step"]),
         ([], {"search": {"objectives": ["val_loss"]}}, ["objectives"]),
+        ([], {"search": {"folds": 1}}, ["search.folds", "greater than or equal to 2"]),
+        ([], {"search": {"folds": 500}}, ["search.folds = 500", "cannot be cut into 500 folds"]),
     ],
 )
 def test_bad_tune_input_exits_2_naming_the_problem(
@@ -315,6 +318,30 @@ def test_bad_tune_input_exits_2_naming_the_problem(
     for word in words:
         assert word in done.stderr
     assert not (in_tmp / "runs").exists()
+
+
+def test_folds_score_each_trial_by_the_mean_of_its_folds(in_tmp: Path, tiny: dict) -> None:
+    config = tiny_study_config(tiny, metric="val_loss", folds=3)
+    result = tune(config, trials=2, sampler="random", pruner="none", out=in_tmp / "study")
+    study = load(in_tmp / "study")
+    assert states(study) == ["COMPLETE", "COMPLETE"]
+    for trial in study.trials:
+        run = Path(trial.user_attrs["run_dir"])
+        best = []
+        validated = 0
+        folders = [run, *(run.with_name(f"{run.name}.fold{i}") for i in (1, 2))]
+        for index, folder in enumerate(folders):
+            saved = load_config(folder / "config.yaml")
+            fold = saved.data.val_fold
+            assert fold is not None and (fold.folds, fold.index) == (3, index)
+            lines = (folder / "metrics.jsonl").read_text().splitlines()
+            rows = [json.loads(line) for line in lines]
+            best.append(min(r["val_loss"] for r in rows if r.get("val_loss") is not None))
+            validated += len(prepare_data(saved.data, saved.seed).y_val)
+        assert trial.user_attrs["fold_values"] == pytest.approx(best)
+        assert trial.value == pytest.approx(sum(best) / 3)
+        assert validated == 320  # the folds' validation parts make up the whole training part
+    assert load_config(result.best_config).data.val_fold is None  # best.yaml: the plain split
 
 
 def test_cli_prints_the_study_and_best_config_trains(in_tmp: Path, tiny: dict, capsys: Any) -> None:

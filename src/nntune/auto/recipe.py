@@ -22,8 +22,12 @@ from nntune.errors import DataError
 KINDS = ("table", "signal", "image")
 # below this many validation rows, accuracy moves in steps of 0.2 % or more and many trials tie
 # at the top: the search ranks trials by validation loss instead (without label smoothing,
-# which would make the losses of trials incomparable)
+# which would make the losses of trials incomparable), and scores each trial by k-fold
+# cross-validation of the training part: with a hundred validation rows, the best of hundreds
+# of trials on one split is mostly the luckiest (breast_cancer: a val_loss of 0.0 on 91 rows,
+# 93.9 % on the test part where the starting recipe scores 97 %)
 SMALL_VALIDATION = 500
+SEARCH_FOLDS = 5
 # a 2-D array of this many or more features is read as one signal (a row = a sequence); fewer
 # are table columns
 MIN_SIGNAL_LENGTH = 16
@@ -152,7 +156,8 @@ def starting_config(facts: DataFacts, name: str, seed: int = 0) -> dict[str, Any
     """The recipe auto starts from, sized to the data (the size rules are in the comments)."""
     n = n_train(facts)
     classification = facts.task == "classification"
-    by_loss = classification and n // 4 < SMALL_VALIDATION
+    small = n // 4 < SMALL_VALIDATION  # n // 4: the validation rows (val_split 0.2)
+    by_loss = classification and small
     config: dict[str, Any] = {
         "name": name,
         "seed": seed,
@@ -176,6 +181,7 @@ def starting_config(facts: DataFacts, name: str, seed: int = 0) -> dict[str, Any
             if by_loss
             else "val_accuracy",
             "direction": "maximize" if classification and not by_loss else "minimize",
+            **({"folds": SEARCH_FOLDS} if small else {}),
         },
     }
     if facts.kind == "table":

@@ -22,6 +22,7 @@ from nntune.config._schema import (
     SearchConfig,
     SwaConfig,
     TrainConfig,
+    ValFold,
 )
 
 __all__ = [
@@ -36,6 +37,7 @@ __all__ = [
     "SearchConfig",
     "SwaConfig",
     "TrainConfig",
+    "ValFold",
     "apply_overrides",
     "config_json_schema",
     "config_to_dict",

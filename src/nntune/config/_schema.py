@@ -19,6 +19,20 @@ def _components(*names: str) -> list[Component]:
     return [Component(name=n) for n in names]
 
 
+class ValFold(Section):
+    """The validation part as one fold of a k-fold split of the training part."""
+
+    folds: int = Field(5, ge=2, description="k: the training part is cut into this many folds")
+    index: int = Field(0, ge=0, description="which fold (0..k-1) is the validation part")
+
+    @model_validator(mode="after")
+    def _index_in_range(self) -> ValFold:
+        if self.index >= self.folds:
+            last = self.folds - 1
+            raise ValueError(f"index {self.index} is not a fold of {self.folds} (0..{last})")
+        return self
+
+
 class DataConfig(Section):
     dataset: str = Field("mnist1d", description="built-in name, or a path to .csv/.parquet/.npz")
     target: str | None = Field(None, description="label column for csv/parquet")
@@ -31,6 +45,11 @@ class DataConfig(Section):
     limit: int | None = Field(None, ge=1, description="use at most this many training samples")
     val_split: float = Field(0.2, ge=0.0, lt=1.0)
     test_split: float = Field(0.2, ge=0.0, lt=1.0)
+    val_fold: ValFold | None = Field(
+        None,
+        description="{folds: k, index: i}: validate on fold i of a (stratified) k-fold split of "
+        "the training part instead of a random val_split fraction; search.folds sets it per trial",
+    )
     split_seed: int | None = Field(
         None,
         ge=0,
@@ -287,6 +306,13 @@ class SearchConfig(Section):
         None,
         description="two or more objectives for a multi-objective study (logged metrics, "
         "parameters, seconds); replaces metric",
+    )
+    folds: int | None = Field(
+        None,
+        ge=2,
+        description="score each trial by k-fold cross-validation of the training part: k "
+        "trainings, fold i validating (data.val_fold); the trial's value is the mean of the "
+        "folds' values, the pruner sees the first fold's epochs (small data: less selection noise)",
     )
     start_from_config: bool = Field(
         True,

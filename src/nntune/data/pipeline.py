@@ -14,7 +14,7 @@ import torch
 from nntune.config import Component, DataConfig
 from nntune.data.datasets import RawDataset, load_dataset
 from nntune.data.preprocess import PREPROCESS, Preprocessor, is_numeric
-from nntune.data.splits import split_off, subsample
+from nntune.data.splits import fold_out, split_off, subsample
 from nntune.errors import DataError
 
 MAX_CLASSES_FOR_INTEGER_TARGET = 50
@@ -239,10 +239,14 @@ def prepare_data(
     else:
         frame_test, y_test = None, None
     pool_labels = y_pool[positions] if strat is not None else _dummy(positions)
-    val_fraction = 0.0 if val is not None else data.val_split  # a given val part replaces it
-    keep, held = split_off(
-        pool_labels, val_fraction, seed + 1, "data.val_split", "a validation part"
-    )
+    if val is None and data.val_fold is not None:
+        fold = data.val_fold
+        keep, held = fold_out(pool_labels, fold.folds, fold.index, seed + 1, "data.val_fold")
+    else:
+        val_fraction = 0.0 if val is not None else data.val_split  # a given val part replaces it
+        keep, held = split_off(
+            pool_labels, val_fraction, seed + 1, "data.val_split", "a validation part"
+        )
     val_pos, train_pos = positions[held], positions[keep]
     if data.limit is not None:
         train_labels = y_pool[train_pos] if strat is not None else _dummy(train_pos)

@@ -66,3 +66,27 @@ def subsample(labels: np.ndarray, limit: int, seed: int) -> np.ndarray:
     if len(kept) > limit:  # ceil on the held-out side may leave one extra
         kept = kept[:limit]
     return kept
+
+
+def fold_out(
+    labels: np.ndarray, folds: int, index: int, seed: int, key: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """Positions ``(kept, held_out)`` where ``held_out`` is fold ``index`` of a shuffled k-fold
+    split (scikit-learn's StratifiedKFold when ``labels`` are class codes, KFold otherwise).
+    The same ``seed`` cuts the same folds, so folds 0..k-1 of one seed cover every sample once.
+    """
+    import warnings
+
+    from sklearn.model_selection import KFold, StratifiedKFold
+
+    n = len(labels)
+    if n < folds:
+        raise DataError(f"{key}: {n} samples cannot be cut into {folds} folds; use fewer folds")
+    splitter: KFold | StratifiedKFold = KFold(folds, shuffle=True, random_state=seed)
+    if labels.dtype.kind in "iub":
+        splitter = StratifiedKFold(folds, shuffle=True, random_state=seed)
+    with warnings.catch_warnings():
+        # a class rarer than k: some folds lack it, which a validation part can live with
+        warnings.filterwarnings("ignore", message="The least populated class")
+        kept, held = list(splitter.split(np.zeros(n), labels))[index]
+    return np.sort(kept), np.sort(held)

@@ -44,6 +44,7 @@ SPLIT_KEYS = (
     "noise",
     "limit",
     "val_split",
+    "val_fold",
     "test_split",
 )
 Overrides = Sequence[str] | Mapping[str, Any] | None

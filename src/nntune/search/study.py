@@ -18,6 +18,7 @@ import math
 import os
 import signal
 import socket
+import statistics
 import sys
 import threading
 import time
@@ -395,28 +396,54 @@ def run_trial(
     out = Path(job.study_dir) / "trials" / f"{trial.number:04d}"
     trial.set_user_attr("run_dir", str(out))
     single = len(job.objectives) == 1
-    metric = job.objectives[0] if single else None
-    reporter = TrialReporter(trial, metric, single, job.deadline, interrupt)
-    try:
-        result = nntune.train(config, out=out, callbacks=[reporter], progress=False)
-    except NntuneError as err:
-        return TrialOutcome(
-            optuna.trial.TrialState.FAIL, attrs={"fail_reason": str(err), "run_dir": str(out)}
+    folds = base_config.search.folds
+    fold_values: list[list[float]] = []
+    attrs: dict[str, Any] = {"run_dir": str(out)}
+    for index in range(folds or 1):
+        fold_config, fold_out = config, out
+        if folds:
+            # fold i validates on the i-th of k parts of the training part; fold 0's run folder
+            # is the trial's, the others sit beside it
+            fold_config = trial_config(
+                base,
+                {**overrides, "data.val_fold": {"folds": folds, "index": index}},
+                f"{config.name}-fold{index}",
+            )
+            fold_out = out if index == 0 else out.with_name(f"{out.name}.fold{index}")
+        # the pruner sees the first fold's epochs only: every trial's reports are comparable
+        reporting = single and index == 0
+        reporter = TrialReporter(
+            trial, job.objectives[0] if reporting else None, reporting, job.deadline, interrupt
         )
-    attrs: dict[str, Any] = {"run_dir": str(out), "test": result.summary.get("test", {})}
-    if reporter.pruned is not None:
-        attrs["pruned_by"] = reporter.pruned
-        return TrialOutcome(optuna.trial.TrialState.PRUNED, attrs=attrs)
-    values = []
-    for objective, direction in zip(job.objectives, job.directions, strict=True):
-        if objective in RUN_OBJECTIVES:
-            values.append(float(result.summary[objective]))
-        else:
-            values.append(best_of(result.history.values(objective), direction))
-    if any(not math.isfinite(v) for v in values):
-        attrs["fail_reason"] = f"no finite value of {', '.join(job.objectives)} was logged"
-        return TrialOutcome(optuna.trial.TrialState.FAIL, attrs=attrs)
-    return TrialOutcome(optuna.trial.TrialState.COMPLETE, values=values, attrs=attrs)
+        try:
+            result = nntune.train(fold_config, out=fold_out, callbacks=[reporter], progress=False)
+        except NntuneError as err:
+            reason = str(err) if not folds else f"fold {index}: {err}"
+            return TrialOutcome(
+                optuna.trial.TrialState.FAIL, attrs={**attrs, "fail_reason": reason}
+            )
+        if index == 0:
+            attrs["test"] = result.summary.get("test", {})
+        if reporter.pruned is not None:
+            attrs["pruned_by"] = reporter.pruned
+            return TrialOutcome(optuna.trial.TrialState.PRUNED, attrs=attrs)
+        values = []
+        for objective, direction in zip(job.objectives, job.directions, strict=True):
+            if objective in RUN_OBJECTIVES:
+                values.append(float(result.summary[objective]))
+            else:
+                values.append(best_of(result.history.values(objective), direction))
+        if any(not math.isfinite(v) for v in values):
+            where = f" in fold {index}" if folds else ""
+            names = ", ".join(job.objectives)
+            attrs["fail_reason"] = f"no finite value of {names} was logged{where}"
+            return TrialOutcome(optuna.trial.TrialState.FAIL, attrs=attrs)
+        fold_values.append(values)
+    if folds:
+        attrs["fold_values"] = [v[0] if single else v for v in fold_values]
+    # one fold: its values; k folds: each objective's mean over the folds
+    means = [statistics.fmean(column) for column in zip(*fold_values, strict=True)]
+    return TrialOutcome(optuna.trial.TrialState.COMPLETE, values=means, attrs=attrs)
 
 
 def heartbeat(study: optuna.Study, trial: optuna.Trial) -> Any:

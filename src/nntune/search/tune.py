@@ -28,7 +28,7 @@ from typing import Any
 
 import optuna
 
-from nntune.config import Config, config_to_dict, config_to_yaml, load_config
+from nntune.config import Config, ValFold, config_to_dict, config_to_yaml, load_config
 from nntune.errors import ConfigError, NntuneError
 from nntune.records import StudyResult
 from nntune.report import report_after
@@ -105,6 +105,12 @@ def plan_study(
 
     config = check_components(config)
     bundle = prepare_data(config.data, config.seed)  # errors in the data now, not per trial
+    if config.search.folds:  # and the folds' split (k no larger than the smallest part)
+        folded = ValFold(folds=config.search.folds, index=0)
+        try:
+            prepare_data(config.data.model_copy(update={"val_fold": folded}), config.seed)
+        except NntuneError as err:
+            raise ConfigError(f"search.folds = {config.search.folds}: {err}") from None
     resolved = resolve_for_data(config, bundle)
     space = dict(config.search.space) or default_space(config, bundle.task)
     params = parse_space(space)
@@ -311,6 +317,8 @@ def write_outputs(job: Job, study_dir: Path, seconds: float) -> StudyResult:
         if source is not None and source.exists():
             resolved = load_config(source)
             resolved.name = f"{job.study}-best"
+            # a trial scored by k folds ran fold 0 there: best.yaml keeps the base's own split
+            resolved.data.val_fold = load_config(job.config).data.val_fold
             write_text_atomic(best_config, config_to_yaml(resolved))
         else:
             config = trial_config(job.config, best_params, f"{job.study}-best")

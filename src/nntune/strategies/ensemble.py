@@ -112,7 +112,7 @@ def ensemble_runs(
 # the data fields that decide which samples a split holds (preprocessing and augmentation may
 # differ between members: they change features, not samples)
 SAMPLE_FIELDS = ("dataset", "target", "features", "task", "n_samples", "noise", "val_split",
-                 "test_split")  # fmt: skip
+                 "val_fold", "test_split")  # fmt: skip
 
 
 def _samples(opened: OpenedRun) -> dict[str, Any]:
