@@ -200,3 +200,14 @@ def test_the_starting_model_follows_the_kind_of_data(tmp_path: Path) -> None:
     assert starting_config(understand("wine"), "x")["search"]["folds"] == 5
     assert "folds" not in starting_config(understand("mnist1d"), "x")["search"]
     assert understand("diabetes").task == "regression"
+
+
+def test_examples_digits_yaml_is_the_recipe_auto_starts_from_on_digits() -> None:
+    from nntune.config import config_to_dict, load_config
+
+    example = config_to_dict(load_config(Path(__file__).parents[1] / "examples" / "digits.yaml"))
+    start = config_to_dict(load_config(starting_config(understand("digits"), "digits")))
+    for section in ("model", "optimizer", "schedule"):
+        assert example[section] == start[section], section
+    for key in ("epochs", "batch_size"):
+        assert example["train"][key] == start["train"][key], key
