@@ -202,6 +202,23 @@ def test_the_starting_model_follows_the_kind_of_data(tmp_path: Path) -> None:
     assert understand("diabetes").task == "regression"
 
 
+def test_small_tables_search_a_linear_model_too() -> None:
+    from nntune.auto import search_space
+    from nntune.config import load_config
+
+    facts = understand("diabetes")
+    space = search_space(facts, load_config(starting_config(facts, "x")))
+    assert space["model.arch"] == {"choice": ["mlp", "linear"]}
+    assert space["model.hidden"]["when"] == {"model.arch": ["mlp"]}
+    facts = understand("mnist1d")
+    space = search_space(facts, load_config(starting_config(facts, "x")))
+    assert "model.arch" not in space and "when" not in space["model.hidden"]
+    # a classification table ranked by val_loss: no label smoothing in the space
+    facts = understand("wine")
+    space = search_space(facts, load_config(starting_config(facts, "x")))
+    assert "loss.label_smoothing" not in space
+
+
 def test_examples_digits_yaml_is_the_recipe_auto_starts_from_on_digits() -> None:
     from nntune.config import config_to_dict, load_config
 

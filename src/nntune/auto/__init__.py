@@ -2,6 +2,14 @@
 model, within a time budget (see :mod:`nntune.auto.pipeline`)."""
 
 from nntune.auto.pipeline import Auto, auto, parse_budget
-from nntune.auto.recipe import DataFacts, starting_config, understand
+from nntune.auto.recipe import DataFacts, search_space, starting_config, understand
 
-__all__ = ["Auto", "DataFacts", "auto", "parse_budget", "starting_config", "understand"]
+__all__ = [
+    "Auto",
+    "DataFacts",
+    "auto",
+    "parse_budget",
+    "search_space",
+    "starting_config",
+    "understand",
+]

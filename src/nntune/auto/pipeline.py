@@ -32,7 +32,7 @@ from typing import Any
 
 import yaml
 
-from nntune.auto.recipe import DataFacts, starting_config, understand
+from nntune.auto.recipe import DataFacts, search_space, starting_config, understand
 from nntune.config import config_to_yaml, load_config
 from nntune.errors import ConfigError, NntuneError
 from nntune.train.build import check_components
@@ -186,13 +186,7 @@ class Auto:
     def _data(self) -> str | None:
         config = starting_config(self.facts, self.name, self.seed)
         checked = check_components(load_config(config))  # valid before anything trains
-        if config["search"]["metric"] == "val_loss" and self.facts.task == "classification":
-            from nntune.search.space import default_space
-
-            # trials ranked by their loss must share one loss: label smoothing stays off
-            space = default_space(checked, self.facts.task)
-            space.pop("loss.label_smoothing", None)
-            config["search"]["space"] = space
+        config["search"]["space"] = search_space(self.facts, checked)
         self.config = config
         self._write_yaml("start.yaml", config)
         self.record["start_config"] = str(self.folder / "start.yaml")

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from nntune.config import Config
 from nntune.data import DATASETS
 from nntune.data.datasets import RawDataset, is_data_file, load_dataset
 from nntune.data.pipeline import infer_task
@@ -239,3 +240,23 @@ def starting_config(facts: DataFacts, name: str, seed: int = 0) -> dict[str, Any
         config["schedule"] = {"name": "one_cycle", "pct_start": 0.25}
         config["train"] = {"epochs": 40, "batch_size": 64 if n >= 1000 else 32}
     return config
+
+
+def search_space(facts: DataFacts, config: Config) -> dict[str, dict[str, Any]]:
+    """The search space auto hands to ``tune`` (written out in start.yaml): ``nntune tune``'s
+    zero-config space for the recipe, adjusted to the data by the rules below."""
+    from nntune.search.space import default_space
+
+    space = default_space(config, facts.task)
+    if config.search.metric == "val_loss":
+        # trials ranked by their loss must share one loss: label smoothing stays off
+        space.pop("loss.label_smoothing", None)
+    if facts.kind == "table" and n_train(facts) // 4 < SMALL_VALIDATION:
+        # on small tables a linear model (logistic or linear regression) is often the best
+        # there is (breast_cancer, diabetes): it is a candidate, and the cross-validated
+        # search picks it only if it validates better; widths and dropout are mlp's only
+        space["model.arch"] = {"choice": ["mlp", "linear"]}
+        for key in ("model.hidden", "model.dropout"):
+            if key in space:
+                space[key]["when"] = {"model.arch": ["mlp"]}
+    return space
