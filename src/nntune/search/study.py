@@ -400,7 +400,7 @@ def run_trial(
     fold_values: list[list[float]] = []
     attrs: dict[str, Any] = {"run_dir": str(out)}
     for index in range(folds or 1):
-        fold_config, fold_out = config, out
+        fold_config, fold_dir = config, out
         if folds:
             # fold i validates on the i-th of k parts of the training part; fold 0's run folder
             # is the trial's, the others sit beside it
@@ -409,14 +409,14 @@ def run_trial(
                 {**overrides, "data.val_fold": {"folds": folds, "index": index}},
                 f"{config.name}-fold{index}",
             )
-            fold_out = out if index == 0 else out.with_name(f"{out.name}.fold{index}")
+            fold_dir = out if index == 0 else out.with_name(f"{out.name}.fold{index}")
         # the pruner sees the first fold's epochs only: every trial's reports are comparable
         reporting = single and index == 0
         reporter = TrialReporter(
             trial, job.objectives[0] if reporting else None, reporting, job.deadline, interrupt
         )
         try:
-            result = nntune.train(fold_config, out=fold_out, callbacks=[reporter], progress=False)
+            result = nntune.train(fold_config, out=fold_dir, callbacks=[reporter], progress=False)
         except NntuneError as err:
             reason = str(err) if not folds else f"fold {index}: {err}"
             return TrialOutcome(

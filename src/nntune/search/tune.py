@@ -105,7 +105,7 @@ def plan_study(
 
     config = check_components(config)
     bundle = prepare_data(config.data, config.seed)  # errors in the data now, not per trial
-    if config.search.folds:  # and the folds' split (k no larger than the smallest part)
+    if config.search.folds:  # and that the training part can be cut into k folds
         folded = ValFold(folds=config.search.folds, index=0)
         try:
             prepare_data(config.data.model_copy(update={"val_fold": folded}), config.seed)
