@@ -153,11 +153,17 @@ def n_train(facts: DataFacts, val_split: float = 0.2, test_split: float = 0.2) -
     return int(facts.n_rows * (1 - test_split) * (1 - val_split))
 
 
+def small_validation(facts: DataFacts) -> bool:
+    """Fewer than SMALL_VALIDATION validation rows (a quarter of the training rows at val_split
+    0.2): the rules for small data apply."""
+    return n_train(facts) // 4 < SMALL_VALIDATION
+
+
 def starting_config(facts: DataFacts, name: str, seed: int = 0) -> dict[str, Any]:
     """The recipe auto starts from, sized to the data (the size rules are in the comments)."""
     n = n_train(facts)
     classification = facts.task == "classification"
-    small = n // 4 < SMALL_VALIDATION  # n // 4: the validation rows (val_split 0.2)
+    small = small_validation(facts)
     by_loss = classification and small
     config: dict[str, Any] = {
         "name": name,
@@ -251,7 +257,7 @@ def search_space(facts: DataFacts, config: Config) -> dict[str, dict[str, Any]]:
     if config.search.metric == "val_loss":
         # trials ranked by their loss must share one loss: label smoothing stays off
         space.pop("loss.label_smoothing", None)
-    if facts.kind == "table" and n_train(facts) // 4 < SMALL_VALIDATION:
+    if facts.kind == "table" and small_validation(facts):
         # on small tables a linear model (logistic or linear regression) is often the best
         # there is (breast_cancer, diabetes): it is a candidate, and the cross-validated
         # search picks it only if it validates better; widths and dropout are mlp's only
