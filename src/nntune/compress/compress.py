@@ -34,8 +34,7 @@ from torch.nn.utils import prune
 from nntune.config import config_to_dict
 from nntune.errors import ConfigError, RunFolderError
 from nntune.evaluate.cost import median_latency
-from nntune.evaluate.evaluation import OpenedRun, open_run, split_part
-from nntune.evaluate.scores import classification_scores, regression_scores
+from nntune.evaluate.evaluation import OpenedRun, open_run, score_outputs, split_part
 from nntune.models.quantize import (
     QUANTIZE_MODES,
     quantizable_layers,
@@ -106,14 +105,8 @@ def measure(model: nn.Module, opened: OpenedRun, x: torch.Tensor, y: torch.Tenso
     x, y = x.cpu(), y.cpu()
     with torch.inference_mode():
         outputs = predict_outputs(model, x)
-    if opened.bundle.task == "classification":
-        probs = opened.loss.probabilities(outputs).numpy()
-        labels = opened.loss.predict_labels(outputs).numpy()
-        scores = classification_scores(y.numpy(), probs, labels, opened.bundle.class_names)
-        metric, value = "accuracy", scores["metrics"]["accuracy"]
-    else:
-        scores = regression_scores(y.numpy(), outputs.float().numpy())
-        metric, value = "rmse", scores["metrics"]["rmse"]
+    metric = "accuracy" if opened.bundle.task == "classification" else "rmse"
+    value = score_outputs(opened, outputs, y)["metrics"][metric]
     parameters, nonzero, size = _size(model)
     big = x[torch.arange(256) % len(x)]
     return {

@@ -91,8 +91,6 @@ def evaluate_run(
     if attack is not None:
         x = _adversarial(model, loss, x, y, attack, eps, steps)
     outputs = predict_outputs(model, x)
-    with torch.no_grad():
-        loss_value = float(loss(outputs, y)) if len(y) else math.nan
 
     result: dict[str, Any] = {
         "run": str(folder),
@@ -105,19 +103,7 @@ def evaluate_run(
         result["attack"] = {"method": attack, "eps": eps, "norm": "linf"}
         if attack == "pgd":
             result["attack"].update(steps=steps, step_size=2.5 * eps / steps, random_start=True)
-    if bundle.task == "classification":
-        labels = loss.predict_labels(outputs).cpu().numpy()
-        probs = loss.probabilities(outputs).cpu().numpy()
-        scores = classification_scores(y.cpu().numpy(), probs, labels, bundle.class_names)
-        if curves:
-            names = [row["class"] for row in scores["per_class"]]
-            result["roc"] = roc_curves(y.cpu().numpy(), probs, names)
-    else:
-        scores = regression_scores(y.cpu().numpy(), outputs.float().cpu().numpy())
-        scores.update(per_class=[], confusion_matrix=None)
-    result["metrics"] = {"loss": finite_or_none(loss_value), **scores["metrics"]}
-    result["per_class"] = scores["per_class"]
-    result["confusion_matrix"] = scores["confusion_matrix"]
+    result.update(score_outputs(opened, outputs, y, curves=curves))
     if cost and len(x):
         result["cost"] = model_cost(model, x, threads=threads)
     elif cost:
@@ -125,6 +111,33 @@ def evaluate_run(
     if notes:
         result["notes"] = notes
     return result
+
+
+def score_outputs(
+    opened: OpenedRun, outputs: torch.Tensor, y: torch.Tensor, *, curves: bool = False
+) -> dict[str, Any]:
+    """``{"metrics", "per_class", "confusion_matrix"}`` (and ``roc`` with ``curves``) of a
+    run's ``outputs`` against the targets ``y``; ``metrics`` starts with the run's loss."""
+    loss, bundle = opened.loss, opened.bundle
+    with torch.no_grad():
+        loss_value = float(loss(outputs, y)) if len(y) else math.nan
+    extra: dict[str, Any] = {}
+    if bundle.task == "classification":
+        labels = loss.predict_labels(outputs).cpu().numpy()
+        probs = loss.probabilities(outputs).cpu().numpy()
+        scores = classification_scores(y.cpu().numpy(), probs, labels, bundle.class_names)
+        if curves:
+            names = [row["class"] for row in scores["per_class"]]
+            extra["roc"] = roc_curves(y.cpu().numpy(), probs, names)
+    else:
+        scores = regression_scores(y.cpu().numpy(), outputs.float().cpu().numpy())
+        scores.update(per_class=[], confusion_matrix=None)
+    return {
+        **extra,
+        "metrics": {"loss": finite_or_none(loss_value), **scores["metrics"]},
+        "per_class": scores["per_class"],
+        "confusion_matrix": scores["confusion_matrix"],
+    }
 
 
 @dataclass
