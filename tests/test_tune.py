@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import os
 import signal
 import subprocess
@@ -20,7 +21,7 @@ from nntune.config import load_config
 from nntune.data import prepare_data
 from nntune.errors import ConfigError
 from nntune.search import tune
-from nntune.search.study import make_storage
+from nntune.search.study import best_of_folds, make_storage
 from tests.helpers import nntune as run_nntune
 from tests.helpers import nntune_in_process, write_config
 
@@ -327,7 +328,7 @@ def test_folds_score_each_trial_by_the_mean_of_its_folds(in_tmp: Path, tiny: dic
     assert states(study) == ["COMPLETE", "COMPLETE"]
     for trial in study.trials:
         run = Path(trial.user_attrs["run_dir"])
-        best = []
+        curves = []
         validated = 0
         folders = [run, *(run.with_name(f"{run.name}.fold{i}") for i in (1, 2))]
         for index, folder in enumerate(folders):
@@ -335,13 +336,34 @@ def test_folds_score_each_trial_by_the_mean_of_its_folds(in_tmp: Path, tiny: dic
             fold = saved.data.val_fold
             assert fold is not None and (fold.folds, fold.index) == (3, index)
             lines = (folder / "metrics.jsonl").read_text().splitlines()
-            rows = [json.loads(line) for line in lines]
-            best.append(min(r["val_loss"] for r in rows if r.get("val_loss") is not None))
+            curves.append([json.loads(line)["val_loss"] for line in lines])
             validated += len(prepare_data(saved.data, saved.seed).y_val)
-        assert trial.user_attrs["fold_values"] == pytest.approx(best)
-        assert trial.value == pytest.approx(sum(best) / 3)
+        # the value is the lowest point of the folds' mean curve (every fold ran all epochs)
+        assert {len(curve) for curve in curves} == {config["train"]["epochs"]}
+        means = [sum(epoch) / 3 for epoch in zip(*curves, strict=True)]
+        best_epoch = means.index(min(means))
+        assert trial.value == pytest.approx(means[best_epoch])
+        at_best = [curve[best_epoch] for curve in curves]
+        assert trial.user_attrs["fold_values"] == pytest.approx(at_best)
+        # never below the mean of each fold's own minimum, the optimistic score it replaces
+        assert trial.value >= sum(min(curve) for curve in curves) / 3 - 1e-9
         assert validated == 320  # the folds' validation parts make up the whole training part
     assert load_config(result.best_config).data.val_fold is None  # best.yaml: the plain split
+
+
+def test_folds_are_scored_at_one_training_length_for_all() -> None:
+    # each fold's own best epoch would score 1.0; the mean curve is flat at 2.0 (a tie goes to
+    # the earliest epoch)
+    assert best_of_folds([[3.0, 1.0, 2.0], [1.0, 3.0, 2.0]], "minimize") == (2.0, [3.0, 1.0])
+    assert best_of_folds([[0.2, 0.9, 0.5], [0.8, 0.1, 0.5]], "maximize") == (0.5, [0.2, 0.8])
+    # a fold that stopped early (or logged nothing finite that epoch) keeps its last value
+    value, at = best_of_folds([[5.0, 1.0], [4.0, math.nan, 2.0, 0.5]], "minimize")
+    assert (value, at) == (0.75, [1.0, 0.5])
+    value, at = best_of_folds([[None, 2.0, 1.0], [3.0, 1.0, 1.0]], "minimize")
+    assert (value, at) == (1.0, [1.0, 1.0])
+    # one curve: its best finite value; nothing finite: nan
+    assert best_of_folds([[0.4, None, 0.3, math.inf]], "minimize") == (0.3, [0.3])
+    assert math.isnan(best_of_folds([[None], [1.0]], "minimize")[0])
 
 
 def test_cli_prints_the_study_and_best_config_trains(in_tmp: Path, tiny: dict, capsys: Any) -> None:
