@@ -22,6 +22,7 @@ from nntune.data import prepare_data
 from nntune.errors import ConfigError
 from nntune.search import tune
 from nntune.search.study import best_of_folds, make_storage
+from nntune.search.tune import refit_config
 from tests.helpers import nntune as run_nntune
 from tests.helpers import nntune_in_process, write_config
 
@@ -347,22 +348,55 @@ def test_folds_score_each_trial_by_the_mean_of_its_folds(in_tmp: Path, tiny: dic
         assert trial.user_attrs["fold_values"] == pytest.approx(at_best)
         # never below the mean of each fold's own minimum, the optimistic score it replaces
         assert trial.value >= sum(min(curve) for curve in curves) / 3 - 1e-9
+        assert trial.user_attrs["fold_epoch"] == best_epoch + 1
         assert validated == 320  # the folds' validation parts make up the whole training part
-    assert load_config(result.best_config).data.val_fold is None  # best.yaml: the plain split
+    # best.yaml is refit: the whole training part for the best trial's chosen epochs
+    chosen = study.best_trial.user_attrs["fold_epoch"]
+    best = load_config(result.best_config)
+    assert best.data.val_fold is None and best.data.val_split == 0.0
+    assert best.train.epochs == chosen and best.train.early_stopping is None
+    assert result.summary["refit"] == {"epochs": chosen, "val_split": 0.0}
+    refit = nntune.train(result.best_config, out=in_tmp / "refit", progress=False)
+    assert len(refit.history.values("train_loss")) == chosen
+    assert refit.history.values("val_loss") == [None] * chosen  # no validation part
+    assert len(prepare_data(best.data, best.seed).y_train) == 320
+
+
+def test_folds_without_refit_keep_the_split(in_tmp: Path, tiny: dict) -> None:
+    config = tiny_study_config(tiny, metric="val_loss", folds=2, refit=False)
+    result = tune(config, trials=1, sampler="random", pruner="none", out=in_tmp / "study")
+    best = load_config(result.best_config)
+    assert best.data.val_fold is None and best.data.val_split == load_config(tiny).data.val_split
+    assert best.train.epochs == config["train"]["epochs"]
+    assert result.summary["refit"] is None
+
+
+def test_refit_keeps_the_split_a_config_needs(tiny: dict) -> None:
+    plateau = load_config({**tiny, "schedule": {"name": "plateau", "monitor": "val_accuracy"}})
+    same, said = refit_config(plateau, 7)
+    assert same is plateau and "val_accuracy" in said["skipped"]
+    plain = load_config(tiny)
+    same, said = refit_config(plain, None)
+    assert same is plain and "fold_epoch" in said["skipped"]
+    refit, said = refit_config(plain, 2)
+    assert (refit.train.epochs, refit.data.val_split, said) == (
+        2,
+        0.0,
+        {"epochs": 2, "val_split": 0.0},
+    )
 
 
 def test_folds_are_scored_at_one_training_length_for_all() -> None:
     # each fold's own best epoch would score 1.0; the mean curve is flat at 2.0 (a tie goes to
     # the earliest epoch)
-    assert best_of_folds([[3.0, 1.0, 2.0], [1.0, 3.0, 2.0]], "minimize") == (2.0, [3.0, 1.0])
-    assert best_of_folds([[0.2, 0.9, 0.5], [0.8, 0.1, 0.5]], "maximize") == (0.5, [0.2, 0.8])
+    assert best_of_folds([[3.0, 1.0, 2.0], [1.0, 3.0, 2.0]], "minimize") == (2.0, [3.0, 1.0], 1)
+    assert best_of_folds([[0.2, 0.9, 0.5], [0.8, 0.1, 0.5]], "maximize") == (0.5, [0.2, 0.8], 1)
     # a fold that stopped early (or logged nothing finite that epoch) keeps its last value
-    value, at = best_of_folds([[5.0, 1.0], [4.0, math.nan, 2.0, 0.5]], "minimize")
-    assert (value, at) == (0.75, [1.0, 0.5])
-    value, at = best_of_folds([[None, 2.0, 1.0], [3.0, 1.0, 1.0]], "minimize")
-    assert (value, at) == (1.0, [1.0, 1.0])
+    found = best_of_folds([[5.0, 1.0], [4.0, math.nan, 2.0, 0.5]], "minimize")
+    assert found == (0.75, [1.0, 0.5], 4)
+    assert best_of_folds([[None, 2.0, 1.0], [3.0, 1.0, 1.0]], "minimize") == (1.0, [1.0, 1.0], 3)
     # one curve: its best finite value; nothing finite: nan
-    assert best_of_folds([[0.4, None, 0.3, math.inf]], "minimize") == (0.3, [0.3])
+    assert best_of_folds([[0.4, None, 0.3, math.inf]], "minimize") == (0.3, [0.3], 3)
     assert math.isnan(best_of_folds([[None], [1.0]], "minimize")[0])
 
 

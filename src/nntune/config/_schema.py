@@ -311,8 +311,15 @@ class SearchConfig(Section):
         None,
         ge=2,
         description="score each trial by k-fold cross-validation of the training part: k "
-        "trainings, fold i validating (data.val_fold); the trial's value is the mean of the "
-        "folds' values, the pruner sees the first fold's epochs (small data: less selection noise)",
+        "trainings, fold i validating (data.val_fold); the trial's value is the best point of "
+        "the folds' mean curve, the pruner sees the first fold's epochs (small data: less "
+        "selection noise)",
+    )
+    refit: bool = Field(
+        True,
+        description="with folds: best.yaml trains on the whole training part (val_split 0, no "
+        "early stopping) for the epochs where the best trial's mean curve was best, as "
+        "scikit-learn's search refits its best estimator; false: best.yaml keeps the split",
     )
     start_from_config: bool = Field(
         True,

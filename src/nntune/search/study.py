@@ -370,8 +370,8 @@ def best_of(values: Sequence[float | None], direction: str) -> float:
 
 def best_of_folds(
     curves: Sequence[Sequence[float | None]], direction: str
-) -> tuple[float, list[float]]:
-    """The best point of the folds' mean curve, and each fold's value at that epoch.
+) -> tuple[float, list[float], int]:
+    """The best point of the folds' mean curve, each fold's value there and its epoch (1-based).
 
     Each curve is one fold's metric per epoch; a fold that stopped early (or did not log an
     epoch) keeps its last finite value. Scoring one training length for all folds, as
@@ -389,8 +389,8 @@ def best_of_folds(
             row.append(last)
         filled.append(row)
     if not filled or not all(filled):
-        return math.nan, []
-    best, at = math.nan, []
+        return math.nan, [], 0
+    best, at, best_epoch = math.nan, [], 0
     for epoch in range(max(len(row) for row in filled)):
         points = [row[min(epoch, len(row) - 1)] for row in filled]
         if any(point is None for point in points):
@@ -398,8 +398,8 @@ def best_of_folds(
         values = [float(point) for point in points if point is not None]
         mean = statistics.fmean(values)
         if math.isnan(best) or (mean > best if direction == "maximize" else mean < best):
-            best, at = mean, values
-    return best, at
+            best, at, best_epoch = mean, values, epoch + 1
+    return best, at, best_epoch
 
 
 @dataclass
@@ -483,9 +483,11 @@ def run_trial(
         for column, direction in enumerate(job.directions)
     ]
     if folds:
-        per_fold = [list(values) for values in zip(*(at for _, at in scored), strict=True)]
+        per_fold = [list(values) for values in zip(*(at for _, at, _ in scored), strict=True)]
         attrs["fold_values"] = [v[0] if single else v for v in per_fold]
-    values = [value for value, _ in scored]
+        if job.objectives[0] not in RUN_OBJECTIVES:
+            attrs["fold_epoch"] = scored[0][2]  # the epoch a refit trains for
+    values = [value for value, _, _ in scored]
     return TrialOutcome(optuna.trial.TrialState.COMPLETE, values=values, attrs=attrs)
 
 
