@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 
 from nntune.auto import parse_budget, starting_config, understand
+from nntune.config import load_config
 from nntune.errors import ConfigError
 from tests.helpers import nntune
 
@@ -91,6 +92,10 @@ def test_auto_on_a_mixed_csv_trains_a_model_that_best_yaml_reproduces(tmp_path: 
     assert summary["retrain"]["runs"][0]["run"] == summary["final_run"]
     # 300 rows: the search scored its trials by 5 folds (trial 0, the recipe, ran them all)
     assert (folder / "study" / "trials" / "0000.fold4" / "summary.json").exists()
+    # and the final model trains on the whole training part for the epochs the folds chose
+    refit = summary["tune"]["refit"]
+    best = load_config(folder / "best.yaml")
+    assert (best.data.val_split, best.train.epochs) == (0.0, refit["epochs"])
 
     again = nntune("train", str(folder / "best.yaml"), "--out", "again", "--json", cwd=tmp_path)
     assert again.returncode == 0, again.stderr

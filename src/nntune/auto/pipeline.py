@@ -316,6 +316,8 @@ class Auto:
             "n_pruned": summary.get("n_pruned"),
             "n_failed": summary.get("n_failed"),
             "importances": summary.get("importances"),
+            # cross-validated search: best.yaml trains on the whole training part (search.refit)
+            "refit": summary.get("refit"),
         }
         if result.best_config is not None:
             best = yaml.safe_load(Path(result.best_config).read_text())
