@@ -8,7 +8,8 @@ nntune trained and tested on are taken from it: its own split (``data.split_seed
 the run's seed: test 20 % stratified for classification, validation 20 % of the rest; MNIST-1D
 has a fixed test set, so only its train/val split moves with the seed) after the preprocessing
 fitted on that seed's training part (e.g. standardize). The baselines are trained on
-train + val (the part nntune used for training and model selection) and scored on test, with
+train + val (the part nntune used for training and model selection; a refit run of a
+cross-validated search has no val part, its train part is the whole) and scored on test, with
 x flattened to 2-D:
 
 - classification: LogisticRegression(max_iter=5000), RandomForestClassifier,
@@ -26,9 +27,10 @@ model's RMSE in auto.json are both in the target's original units, as are the ba
 
 The auto model's figure is auto.json's ``retrain`` test metric: the weights each seed's run
 ended with (the training summary; auto's evaluate and export stages use the same weights). The
-run's ``best.pt`` (best epoch by val_loss) is also scored on the same test part and reported as
-``best_checkpoint`` on the nntune-auto line; the two are the same model when early stopping
-restored the best weights, and can differ otherwise (MNIST-1D's and digits' recipes).
+run's ``best.pt`` (best epoch by the run's monitor: val_loss, or train_loss in a refit run) is
+also scored on the same test part and reported as ``best_checkpoint`` on the nntune-auto line;
+the two are the same model when early stopping restored the best weights, and can differ
+otherwise (MNIST-1D's recipe, refit runs).
 
 Lines: one per (dataset, model) ``{"dataset", "model", "metric", "mean", "std", "values",
 "splits"}`` (model ``nntune-auto`` or the scikit-learn class name), then one per dataset with
