@@ -4,7 +4,7 @@ runs/<study>/
     config.yaml      the base config the study searches around (a re-run must match it)
     study.journal    the embedded Optuna storage (unless --storage names a database)
     trials/NNNN/     each trial's run folder
-    best.yaml        the best trial's fully resolved config, trainable as is
+    best.yaml        the best trial's fully resolved config, trainable as is (with folds: refit)
     trials.csv       one row per trial (Optuna's trials_dataframe)
     summary.json     best value and params, counts, seconds, importances (and retrain)
     report.html      the study report (nntune.report): summary, trials, Optuna's plots
