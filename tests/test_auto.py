@@ -96,6 +96,8 @@ def test_auto_on_a_mixed_csv_trains_a_model_that_best_yaml_reproduces(tmp_path: 
     refit = summary["tune"]["refit"]
     best = load_config(folder / "best.yaml")
     assert (best.data.val_split, best.train.epochs) == (0.0, refit["epochs"])
+    html = (folder / "report.html").read_text()
+    assert f"whole training part for {refit['epochs']} epochs" in html
 
     again = nntune("train", str(folder / "best.yaml"), "--out", "again", "--json", cwd=tmp_path)
     assert again.returncode == 0, again.stderr

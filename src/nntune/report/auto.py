@@ -184,6 +184,17 @@ def auto_report(result: dict[str, Any], folder: Path) -> Page:
                 f"{tune.get('metric')} {fmt(tune.get('best_value'))}",
             )
         )
+        refit = tune.get("refit")
+        if refit and "epochs" in refit:
+            rows.append(
+                (
+                    "refit",
+                    f"best.yaml trains on the whole training part for {refit['epochs']} epochs "
+                    "(the epoch where the folds' mean curve was best), with no validation part",
+                )
+            )
+        elif refit:
+            rows.append(("refit", f"not refit: {refit.get('skipped')}"))
     if rows:
         page.table(["what", "decision"], rows)
     if tune and tune.get("best_params"):
