@@ -361,13 +361,6 @@ def trial_config(base: dict[str, Any], overrides: dict[str, Any], name: str) -> 
     return validate_config(raw)
 
 
-def best_of(values: Sequence[float | None], direction: str) -> float:
-    finite = [v for v in values if v is not None and math.isfinite(v)]
-    if not finite:
-        return math.nan
-    return max(finite) if direction == "maximize" else min(finite)
-
-
 def best_of_folds(
     curves: Sequence[Sequence[float | None]], direction: str
 ) -> tuple[float, list[float], int]:
@@ -468,10 +461,7 @@ def run_trial(
             else result.history.values(objective)
             for objective in job.objectives
         ]
-        if any(
-            not math.isfinite(best_of(curve, direction))
-            for curve, direction in zip(curves, job.directions, strict=True)
-        ):
+        if not all(any(v is not None and math.isfinite(v) for v in curve) for curve in curves):
             where = f" in fold {index}" if folds else ""
             names = ", ".join(job.objectives)
             attrs["fail_reason"] = f"no finite value of {names} was logged{where}"
