@@ -3,7 +3,8 @@
 Runs the real command in a subprocess (so the wall time includes start-up, data and the final
 evaluation) once per seed and prints one JSON line per run, then one with the summary:
 test accuracy (mean, min), training seconds (summary.json) and whole-command wall seconds.
-Usage: python bench/recipe.py [--seeds 0,1,2] [--config examples/mnist1d.yaml]
+Usage: python bench/recipe.py [--seeds 0,1,2] [--config examples/mnist1d.yaml] [--set KEY=VALUE ...]
+(``--set`` is passed on to ``nntune train``, e.g. ``--set data.val_split=0`` trains on train + val)
 """
 
 from __future__ import annotations
@@ -20,11 +21,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def run(config: Path, seed: int, out: Path) -> dict:
+def run(config: Path, seed: int, out: Path, overrides: list[str]) -> dict:
     start = time.perf_counter()
+    sets = [arg for item in overrides for arg in ("--set", item)]
     done = subprocess.run(
         [sys.executable, "-m", "nntune", "train", str(config), "--json", "--out", str(out),
-         "--set", f"seed={seed}"],
+         *sets, "--set", f"seed={seed}"],
         capture_output=True,
         text=True,
         check=False,
@@ -37,6 +39,7 @@ def run(config: Path, seed: int, out: Path) -> dict:
         "bench": "recipe",
         "config": str(config.relative_to(ROOT)) if config.is_relative_to(ROOT) else str(config),
         "seed": seed,
+        "overrides": overrides,
         "test_accuracy": summary["test"]["accuracy"],
         "train_seconds": summary["seconds"],
         "wall_seconds": round(wall, 2),
@@ -50,12 +53,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", type=Path, default=ROOT / "examples" / "mnist1d.yaml")
     parser.add_argument("--seeds", default="0")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     args = parser.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for seed in seeds:
-            row = run(args.config.resolve(), seed, Path(tmp) / f"seed{seed}")
+            row = run(args.config.resolve(), seed, Path(tmp) / f"seed{seed}", args.overrides)
             print(json.dumps(row), flush=True)
             rows.append(row)
     if len(rows) > 1:
