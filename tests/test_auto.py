@@ -17,7 +17,7 @@ import pytest
 from nntune.auto import parse_budget, starting_config, understand
 from nntune.config import load_config
 from nntune.errors import ConfigError
-from tests.helpers import nntune
+from tests.helpers import nntune, nntune_in_process
 
 STAGES = ["data", "lr_find", "doctor", "tune", "retrain", "ablate", "evaluate", "export"]
 
@@ -164,6 +164,31 @@ def test_ctrl_c_keeps_the_finished_stages_and_writes_their_report(tmp_path: Path
     assert statuses["tune"] == "interrupted" and "retrain" not in statuses
     assert (tmp_path / "a/report.html").exists()
     assert (tmp_path / "a/study/summary.json").exists()  # the search's finished trials
+
+
+def test_a_bug_in_a_stage_after_the_final_model_keeps_the_result_and_exits_1(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import nntune.compress.export
+
+    def broken_exporter(*args: object, **kwargs: object) -> dict:
+        raise RuntimeError("the exporter broke")  # torch's OnnxExporterError is one
+
+    monkeypatch.setattr(nntune.compress.export, "export_run", broken_exporter)
+    done = nntune_in_process(
+        capsys, "auto", "iris", "--budget", "15s", "--seeds", "1", "--out", "a", "--json",
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert done.returncode == 1, done.stderr
+    summary = json.loads(done.stdout)  # the result is printed all the same
+    assert summary == json.loads((tmp_path / "a/auto.json").read_text())
+    assert summary["status"] == "completed" and summary["final"]["metrics"]["accuracy"] > 0.5
+    export = summary["stages"][-1]
+    assert export["stage"] == "export" and export["status"] == "failed"
+    assert export["note"] == "RuntimeError: the exporter broke"
+    assert "the exporter broke" in (tmp_path / "a/errors.log").read_text()
+    assert "stage export failed" in done.stderr and "errors.log" in done.stderr
+    assert (tmp_path / "a/report.html").exists() and (tmp_path / "a/best.yaml").exists()
 
 
 @pytest.mark.parametrize(

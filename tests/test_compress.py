@@ -4,6 +4,7 @@ pruning, fine-tuning, quantization, and exported files run by their own runtimes
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -70,6 +71,26 @@ def test_torchscript_export_and_an_existing_file_is_never_overwritten(
     assert path.read_bytes() == before
     bad = nntune_in_process(capsys, "export", str(run), "--format", "tflite", cwd=tmp_path)
     assert bad.returncode == 2 and "allowed: onnx, torchscript" in bad.stderr
+
+
+@pytest.mark.parametrize(("module", "package"), [("onnxruntime", "onnxruntime"), ("onnx", "onnx")])
+def test_onnx_export_without_its_package_exits_2_with_the_pip_line(
+    run: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    module: str,
+    package: str,
+) -> None:
+    monkeypatch.setitem(sys.modules, module, None)  # `import module` now fails
+    out = tmp_path / "m.onnx"
+    done = nntune_in_process(
+        capsys, "export", str(run), "--format", "onnx", "--out", str(out), cwd=tmp_path
+    )
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr
+    assert "--format onnx" in done.stderr and f"pip install {package}" in done.stderr
+    assert not out.exists()
 
 
 def test_prune_finetune_quantize_shrinks_the_model_and_keeps_its_accuracy(

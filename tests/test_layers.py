@@ -15,6 +15,7 @@ LAYERS = {
     "records": 0,
     "registry": 0,
     "validation": 0,
+    "packages": 0,
     "config": 1,
     "data": 2,
     "models": 2,

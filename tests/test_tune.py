@@ -198,6 +198,22 @@ def test_retrain_best_reports_test_mean_and_std(in_tmp: Path, tiny: dict) -> Non
     assert len(stats["values"]) == 2 and 0.5 < stats["mean"] <= 1.0
     saved = json.loads(Path("runs/tiny/summary.json").read_text())
     assert saved["retrain"]["test_accuracy"]["mean"] == stats["mean"]
+    assert result.summary == saved  # what `nntune tune --json` prints
+
+
+def test_a_postgres_storage_without_its_driver_exits_2_with_the_pip_line(
+    in_tmp: Path, tiny: dict, capsys: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "psycopg2", None)  # `import psycopg2` now fails
+    write_config(in_tmp / "cfg.yaml", tiny_study_config(tiny))
+    url = "postgresql://nobody@127.0.0.1:9/nothing"
+    done = nntune_in_process(
+        capsys, "tune", "cfg.yaml", "--trials", "1", "--storage", url, cwd=in_tmp
+    )
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr
+    assert f"--storage {url}" in done.stderr and "pip install 'nntune[postgres]'" in done.stderr
+    assert not (in_tmp / "runs").exists()  # refused before the study folder exists
 
 
 def test_two_worker_processes_share_one_journal_study(in_tmp: Path, tiny: dict) -> None:

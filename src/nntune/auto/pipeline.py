@@ -26,6 +26,7 @@ import math
 import re
 import statistics
 import time
+import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,10 @@ from nntune.train.build import check_components
 from nntune.train.checkpoint import write_json_atomic, write_text_atomic
 
 AUTO = "auto.json"
+ERRORS = "errors.log"  # tracebacks of stages that failed by a bug (not by the user's input)
+# the stages after the final model exists: a bug in one of them is recorded as that stage's
+# failure and the others still run, so the budget spent on the model is never lost
+LATER = ("ablate", "evaluate", "export")
 # shares of the budget: the doctor's repair may take this much; evaluation, export and report
 # get this much plus a few seconds
 REPAIR_SHARE = 0.2
@@ -159,10 +164,14 @@ class Auto:
             except KeyboardInterrupt:
                 entry["status"] = "interrupted"
                 interrupted = True
-            except NntuneError as err:
+            except Exception as err:
+                bug = not isinstance(err, NntuneError)  # not the input's fault
                 entry["status"] = "failed"
-                entry["note"] = str(err)
-                if name in ("data", "retrain"):  # nothing to go on with
+                entry["note"] = f"{type(err).__name__}: {err}" if bug else str(err)
+                if bug:
+                    entry["traceback"] = self._log_traceback(name)
+                # after a failed data or retrain stage there is nothing to go on with
+                if name in ("data", "retrain") or (bug and name not in LATER):
                     entry["seconds"] = round(time.monotonic() - started, 2)
                     self.record["stages"].append(entry)
                     self.record["status"] = "failed"
@@ -407,15 +416,12 @@ class Auto:
         final = self.record.get("final_run")
         if not self.export or final is None:
             return "skipped: --no-export" if not self.export else "skipped: no final model"
-        try:
-            exported = export_run(
-                final,
-                "onnx",
-                checkpoint=final_checkpoint(Path(final)),
-                out=self.folder / "model.onnx",
-            )
-        except ImportError as err:
-            return f"skipped: ONNX export needs the export extra ({err.name} is missing)"
+        exported = export_run(
+            final,
+            "onnx",
+            checkpoint=final_checkpoint(Path(final)),
+            out=self.folder / "model.onnx",
+        )
         self.record["export"] = {
             "path": exported["path"],
             "bytes": exported["bytes"],
@@ -424,6 +430,13 @@ class Auto:
         return None
 
     # --- helpers ----------------------------------------------------------------------------
+
+    def _log_traceback(self, stage: str) -> str:
+        """Append the running exception's traceback to the folder's errors.log; its path."""
+        path = self.folder / ERRORS
+        with path.open("a") as log:
+            log.write(f"stage {stage}:\n{traceback.format_exc()}\n")
+        return str(path)
 
     def _retrain_reserve(self) -> float:
         return self.seeds * (self.seconds_per_training or 0.0) * SAFETY

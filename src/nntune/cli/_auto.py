@@ -81,11 +81,16 @@ def auto_command(
         raise
     if json_out:
         print(json.dumps(result, indent=2))
-        return
-    if quiet:
-        return
-    for line in result_lines(result):
-        stdout.print(line, markup=False)
+    elif not quiet:
+        for line in result_lines(result):
+            stdout.print(line, markup=False)
+    failed = [stage for stage in result["stages"] if stage["status"] == "failed"]
+    for stage in failed:
+        stderr.print(f"auto: stage {stage['stage']} failed: {stage.get('note')}", markup=False)
+    logs = sorted({stage["traceback"] for stage in failed if "traceback" in stage})
+    if logs:  # a bug, not the input's fault: exit 1, with the finished stages kept
+        stderr.print(f"auto: the tracebacks are in {', '.join(logs)}", markup=False)
+        raise typer.Exit(1)
 
 
 def result_lines(result: dict) -> list[str]:

@@ -104,12 +104,12 @@ def export_command(
     """Export a run's model to ONNX or TorchScript and verify the file: run it (onnxruntime
     for ONNX) on the test split and match nntune's predictions (classes exactly,
     probabilities within 1e-4). The model takes preprocessed features."""
-    from nntune.compress.export import ExportMismatchError, export_run
+    from nntune.compress.export import ExportError, export_run
 
     try:
         with working(f"exporting {run_dir} to {format}", quiet=json_out):
             result = export_run(run_dir, format, checkpoint=checkpoint, out=out)
-    except ExportMismatchError as err:  # the export ran but is wrong: exit 1, not 2
+    except ExportError as err:  # not made, or made but wrong: exit 1, not 2
         fail(str(err))
         raise typer.Exit(1) from None
     if json_out:

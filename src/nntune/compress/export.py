@@ -21,12 +21,18 @@ import torch
 
 from nntune.errors import ConfigError, NntuneError, RunFolderError
 from nntune.evaluate.evaluation import OpenedRun, open_run, split_part
+from nntune.packages import require
 from nntune.train.checkpoint import write_json_atomic
 from nntune.train.evaluate import predict_outputs
 
 
-class ExportMismatchError(NntuneError):
-    """The exported file does not reproduce nntune's predictions (not bad input: exit 1)."""
+class ExportError(NntuneError):
+    """The model could not be exported, or the file does not reproduce nntune's predictions:
+    not bad input, so the CLI exits 1 (and auto records its export stage as failed)."""
+
+
+class ExportMismatchError(ExportError):
+    """The exported file does not reproduce nntune's predictions."""
 
 
 FORMATS = {"onnx": "model.onnx", "torchscript": "model.torchscript.pt"}
@@ -55,15 +61,22 @@ def export_run(
     x, _ = split_part(opened, split)
     if len(x) == 0:
         raise RunFolderError(f"run '{opened.folder}' has an empty {split} split: nothing to verify")
+    if format == "onnx":  # before anything is written
+        for module in ("onnx", "onnxruntime"):
+            require(module, "--format onnx")
     model = opened.model.eval()
     path.parent.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    if format == "onnx":
-        _to_onnx(model, x[:2], path)
-        exported = _run_onnx(path, x)
-    else:
-        _to_torchscript(model, x[:2], path)
-        exported = _run_torchscript(path, x)
+    write, run = (_to_onnx, _run_onnx) if format == "onnx" else (_to_torchscript, _run_torchscript)
+    try:
+        write(model, x[:2], path)
+    except Exception as err:  # the exporter's own errors (an operator it cannot translate...)
+        path.unlink(missing_ok=True)
+        raise ExportError(
+            f"torch could not export the model of '{opened.folder}' to {format}: "
+            f"{type(err).__name__}: {err}"
+        ) from err
+    exported = run(path, x)
     verified = compare_outputs(opened, predict_outputs(model, x), exported)
     verified["split"] = split
     result = {
@@ -102,13 +115,7 @@ def _to_onnx(model: torch.nn.Module, sample: torch.Tensor, path: Path) -> None:
 
 
 def _run_onnx(path: Path, x: torch.Tensor) -> torch.Tensor:
-    try:
-        import onnxruntime
-    except ImportError:
-        raise ConfigError(
-            "verifying an ONNX export needs onnxruntime: pip install onnxruntime "
-            "(or pip install 'nntune[export]')"
-        ) from None
+    onnxruntime = require("onnxruntime", "--format onnx")
     options = onnxruntime.SessionOptions()
     options.log_severity_level = 3  # errors only
     session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])

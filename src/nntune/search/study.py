@@ -34,6 +34,7 @@ import torch
 from nntune.config import Config, apply_overrides, validate_config
 from nntune.errors import ConfigError, NntuneError
 from nntune.optim import infer_mode
+from nntune.packages import require
 from nntune.records import EpochRecord
 from nntune.search.space import Param, grid_space, suggest
 from nntune.train.build import REGISTRIES
@@ -89,11 +90,18 @@ def database_url(url: str) -> str:
     return url
 
 
+def check_driver(url: str) -> None:
+    """The database driver of a storage URL is installed (before SQLAlchemy's ImportError)."""
+    if database_url(url).startswith("postgresql+psycopg2://"):
+        require("psycopg2", f"--storage {url}")
+
+
 def make_storage(url: str) -> optuna.storages.BaseStorage:
     if url.startswith("journal:"):
         from optuna.storages.journal import JournalFileBackend
 
         return optuna.storages.JournalStorage(JournalFileBackend(url.removeprefix("journal:")))
+    check_driver(url)
     try:
         with warnings.catch_warnings():
             # heartbeats and the retry callback are marked experimental/deprecated in Optuna 5

@@ -53,6 +53,7 @@ from nntune.search.study import (
     RUN_OBJECTIVES,
     SAMPLERS,
     Job,
+    check_driver,
     directions_for,
     make_storage,
     open_study,
@@ -102,6 +103,8 @@ def _check_options(options: TuneOptions) -> None:
             f"--storage {storage!r}: give a sqlite:///path.db or postgresql://user@host/db URL "
             "(default: a journal file in the study folder)"
         )
+    if storage is not None:
+        check_driver(storage)  # before the study folder exists
 
 
 def plan_study(
@@ -250,6 +253,7 @@ def tune(
         write_json_atomic(study_dir / "summary.json", summary)
         report_after(study_dir)
         result.retrain = retrain
+        result.summary = summary  # what summary.json holds now (--json prints it)
     if interrupted:
         raise KeyboardInterrupt
     return result

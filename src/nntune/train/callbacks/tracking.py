@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from nntune.errors import ConfigError
+from nntune.packages import require
 from nntune.records import EpochRecord
 from nntune.train.callbacks.base import Callback, Decision, TrainState
 from nntune.train.checkpoint import read_json, write_json_atomic
@@ -40,11 +41,8 @@ TENSORBOARD_DIR = "tensorboard"
 MLFLOW_DB = "mlflow.db"
 TRACKING = "tracking.json"  # the MLflow run of a run folder, reused on resume
 
-# tracker → (module to import, what to pip install)
-PACKAGES = {
-    "tensorboard": ("tensorboard", "tensorboard"),
-    "mlflow": ("mlflow", "mlflow-skinny"),
-}
+# tracker → the module it needs (nntune.packages says what to pip install)
+MODULES = {"tensorboard": "torch.utils.tensorboard", "mlflow": "mlflow"}
 # MLflow's limits on a parameter (mlflow.utils.validation) and on one log_batch call
 MLFLOW_KEY_LENGTH = 250
 MLFLOW_VALUE_LENGTH = 6000
@@ -62,19 +60,13 @@ def check_trackers(log_to: Sequence[str], mlflow_uri: str | None) -> None:
     """Import the trackers ``log_to`` names, and reach an explicit MLflow store; errors name
     ``train.log_to`` (or ``train.mlflow_uri``). Called before the run folder is created."""
     for tracker in log_to:
-        module, package = PACKAGES[tracker]
-        try:
-            if tracker == "tensorboard":
-                import torch.utils.tensorboard  # noqa: F401
-            else:
-                _import_mlflow()
-        except ImportError as err:
-            raise ConfigError(
-                f"train.log_to = {list(log_to)}: {tracker} needs the '{package}' package "
-                f"({module} cannot be imported: {err}); install it with "
-                f"pip install {package} (or pip install 'nntune[track]'), or remove "
-                f"{tracker} from train.log_to"
-            ) from None
+        if tracker == "mlflow":
+            _quiet_mlflow_telemetry()
+        require(
+            MODULES[tracker],
+            f"train.log_to = {list(log_to)}: {tracker}",
+            otherwise=f"remove {tracker} from train.log_to",
+        )
     if "mlflow" in log_to and mlflow_uri is not None:
         _mlflow_client(mlflow_uri)
 
@@ -299,9 +291,13 @@ class Tracking(Callback):
             self._client = None
 
 
-def _import_mlflow() -> Any:
+def _quiet_mlflow_telemetry() -> None:
     # MLflow's usage telemetry would reach out to the network; nntune runs offline
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+
+
+def _import_mlflow() -> Any:
+    _quiet_mlflow_telemetry()
     import mlflow
 
     return mlflow
