@@ -5,7 +5,9 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 CONSTRAINTS := constraints.txt
 
-.PHONY: install dev demo test lint typecheck pytest bench clean
+USER_VENV ?= .venv-user
+
+.PHONY: install dev demo test lint typecheck docs pytest user-check bench clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -27,16 +29,24 @@ demo: install                        ## train the example recipe on MNIST-1D
 	$(VENV)/bin/nntune train examples/mnist1d.yaml
 
 lint: dev
-	$(VENV)/bin/ruff check src tests bench docs
-	$(VENV)/bin/ruff format --check src tests bench docs
+	$(VENV)/bin/ruff check src tests bench docs examples
+	$(VENV)/bin/ruff format --check src tests bench docs examples
 
 typecheck: dev
 	$(VENV)/bin/mypy src/nntune
 
+docs: dev                            ## the documentation site (docs/, mkdocs.yml) into site/
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet --site-dir site
+
 pytest: dev
 	$(VENV)/bin/pytest -q
 
-test: lint typecheck pytest          ## what CI runs
+# README's commands in a user's install: a fresh venv with a wheel of the checkout and the core
+# dependencies only (reused while pyproject.toml and constraints.txt are unchanged)
+user-check: dev
+	$(PY) tests/user_install.py --venv $(USER_VENV) --python $(PYTHON)
+
+test: lint typecheck docs pytest user-check   ## what CI runs
 
 bench: dev                           ## the benchmarks of README (slow; not part of test)
 	$(PY) bench/engine.py
@@ -50,4 +60,4 @@ bench: dev                           ## the benchmarks of README (slow; not part
 	$(PY) bench/auto.py
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) $(USER_VENV) site .mypy_cache .ruff_cache .pytest_cache

@@ -325,7 +325,7 @@ def test_doctor_finds_the_problem_of_each_sick_example(kind: str, tmp_path: Path
     found = {p["kind"]: p for p in report["problems"]}
     assert kind in found, f"{kind} not found; found {sorted(found)}"
     assert found[kind]["evidence"] and found[kind]["remedies"]
-    assert json.loads((tmp_path / "doctor" / "doctor.json").read_text())["problems"]
+    assert json.loads((tmp_path / "doctor" / "doctor.json").read_text()) == report  # --json
 
 
 @pytest.mark.parametrize("name", HEALTHY_EXAMPLES)

@@ -138,12 +138,12 @@ def doctor(
     if repair:
         report["repair"] = verified_repair(base, probe_run, seeds, folder, say)
     report["seconds"] = round(time.perf_counter() - started, 2)
+    report["folder"] = str(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(folder / "doctor.json", report)
+    write_json_atomic(folder / "doctor.json", report)  # what `nntune doctor --json` prints
     from nntune.report import report_after
 
     report_after(folder)
-    report["folder"] = str(folder)
     return report
 
 
