@@ -16,6 +16,7 @@ LAYERS = {
     "registry": 0,
     "validation": 0,
     "packages": 0,
+    "usercode": 0,
     "config": 1,
     "data": 2,
     "models": 2,

@@ -3,22 +3,30 @@ to turn model outputs into class probabilities."""
 
 from __future__ import annotations
 
-from typing import Literal
+import inspect
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 
 from nntune.errors import ConfigError
-from nntune.registry import Registry
+from nntune.registry import Entry, Registry, user_entry
+from nntune.usercode import call_with, load_object, options_model
 
 
 class Loss:
-    """``loss(outputs, targets)`` → scalar, plus how outputs are read."""
+    """``loss(outputs, targets)`` → scalar, plus how outputs are read. ``task`` None: a loss
+    for either task (a user's own)."""
 
-    task = "classification"
+    task: str | None = "classification"
 
-    def __init__(self, options: BaseModel, class_weights: torch.Tensor | None = None) -> None:
+    def __init__(
+        self,
+        options: BaseModel,
+        class_weights: torch.Tensor | None = None,
+        facts: dict[str, Any] | None = None,  # the task and outputs, for a user's loss
+    ) -> None:
         self.options = options
         self.class_weights = class_weights
 
@@ -198,7 +206,7 @@ def build_loss(
     """The loss ``name`` for ``task``; 'balanced' class weights come from the training labels."""
     entry = LOSSES.get(name, key="loss")
     cls = entry.builder
-    if cls.task != task:
+    if cls.task is not None and cls.task != task:
         fitting = [e.name for e in LOSSES.entries() if e.builder.task == task]
         raise ConfigError(
             f"loss = '{entry.name}' is a {cls.task} loss but data.task is {task}; "
@@ -220,4 +228,71 @@ def build_loss(
                 f"loss.class_weights has {len(weights)} values for {n_classes} classes"
             )
         tensor = torch.tensor(weights, dtype=torch.float32)
-    return cls(options, tensor)
+    return cls(options, tensor, {"task": task, "n_outputs": n_classes})
+
+
+LOSS_FACTS = ("task", "n_outputs")
+
+
+@LOSSES.references
+def user_loss(reference: str, key: str) -> Entry[Any]:
+    """``loss: {name: losses.py:dice_loss, smooth: 1.0}``: a function ``(outputs, targets,
+    **options) -> scalar tensor``, or a class (an ``nn.Module`` loss) built with the options and
+    called with ``(outputs, targets)``. Outputs are read as for the task (softmax and arg-max for
+    classes) unless the loss object has methods ``probabilities``, ``predict_labels`` or
+    ``n_outputs`` of its own."""
+    target = load_object(reference, key)
+    is_class = inspect.isclass(target)
+    skip = 0 if is_class else 2  # a function's first two parameters are outputs and targets
+
+    class UserLoss(Loss):
+        task = None  # either
+
+        def __init__(
+            self,
+            options: BaseModel,
+            class_weights: torch.Tensor | None = None,
+            facts: dict[str, Any] | None = None,
+        ) -> None:
+            super().__init__(options, class_weights)
+            values, facts = options.model_dump(), facts or {}
+            if is_class:
+                self.fn = call_with(target, values, facts, reference, key)
+            else:
+                asked = {k: v for k, v in facts.items() if k in _names(target, skip)}
+                self.fn = lambda out, y: target(out, y, **values, **asked)
+
+        def __call__(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+            value = self.fn(outputs, targets)
+            return value if isinstance(value, torch.Tensor) else torch.as_tensor(value)
+
+        def n_outputs(self, n_classes_or_targets: int) -> int:
+            own = getattr(self.fn, "n_outputs", None)
+            return int(own(n_classes_or_targets)) if callable(own) else n_classes_or_targets
+
+        def probabilities(self, outputs: torch.Tensor) -> torch.Tensor:
+            own = getattr(self.fn, "probabilities", None)
+            return own(outputs) if callable(own) else super().probabilities(outputs)
+
+        def predict_labels(self, outputs: torch.Tensor) -> torch.Tensor:
+            own = getattr(self.fn, "predict_labels", None)
+            return own(outputs) if callable(own) else super().predict_labels(outputs)
+
+        def to(self, device: torch.device) -> Loss:
+            if isinstance(self.fn, torch.nn.Module):
+                self.fn.to(device)
+            return super().to(device)
+
+    return user_entry(
+        reference,
+        target,
+        UserLoss,
+        options_model(target, reference, LOSS_FACTS, skip=skip),
+        LOSS_FACTS,
+    )
+
+
+def _names(fn: Any, skip: int) -> set[str]:
+    from nntune.usercode import parameters
+
+    return {p.name for p in parameters(fn, skip)}

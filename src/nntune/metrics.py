@@ -3,6 +3,13 @@
 Classification metrics take predicted labels (accuracy, f1) or class probabilities (auc);
 regression metrics take predictions. All are logged as ``train_<name>``, ``val_<name>``,
 ``test_<name>``.
+
+A user's metric is a reference in ``train.metrics`` (``metrics.py:dice``): a function
+``(y_true, y_pred) -> float`` on NumPy arrays, like scikit-learn's metrics, logged under its own
+name (``val_dice``). ``y_pred`` is the predicted classes (classification) or the predictions
+(regression); a function whose second parameter is named ``y_prob``, ``y_score`` or
+``probabilities`` gets the class probabilities instead. Whether higher is better is read from
+the name, as for the built-ins (``loss``, ``error``... are minimized).
 """
 
 from __future__ import annotations
@@ -10,10 +17,19 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
 from nntune.errors import ConfigError, did_you_mean
+from nntune.usercode import (
+    UserCodeError,
+    is_reference,
+    load_object,
+    parameters,
+    short_name,
+    user_traceback,
+)
 
 MetricFn = Callable[[np.ndarray, np.ndarray], float]
 
@@ -85,21 +101,51 @@ def epoch_metric_names(task: str) -> list[str]:
     return ["accuracy"] if task == "classification" else ["rmse"]
 
 
+PROBABILITY_PARAMETERS = ("y_prob", "y_score", "probabilities", "y_proba")
+
+
+def user_metric(reference: str, key: str = "train.metrics") -> tuple[MetricFn, bool]:
+    """A user's metric function and whether it reads class probabilities."""
+    fn = load_object(reference, key)
+    params = parameters(fn) if callable(fn) else []
+    if len(params) < 2:
+        raise ConfigError(
+            f"{key}: '{reference}' must be a function (y_true, y_pred) -> float, like "
+            "scikit-learn's metrics"
+        )
+    return fn, params[1].name in PROBABILITY_PARAMETERS
+
+
 def check_metrics(names: list[str], task: str) -> list[str]:
     known = METRICS[task]
     for name in names:
-        if name not in known:
+        if is_reference(name):
+            user_metric(name)
+        elif name not in known:
             raise ConfigError(
                 f"train.metrics: '{name}' is not a {task} metric{did_you_mean(name, known)} "
-                f"(allowed: {', '.join(known)})"
+                f"(allowed: {', '.join(known)}, or your own as path.py:name)"
             )
+    keys = [short_name(n) for n in names]
+    twice = sorted({k for k in keys if keys.count(k) > 1})
+    if twice:
+        raise ConfigError(f"train.metrics: two metrics are named {twice[0]}")
     return names
+
+
+def summary_metrics(task: str, chosen: list[str] | None) -> list[str]:
+    """What a run's summary scores: every built-in metric of the task and the user's own."""
+    return [*METRICS[task], *(n for n in chosen or [] if is_reference(n))]
 
 
 def needs_probabilities(task: str, names: list[str] | None) -> bool:
     """Whether any of ``names`` (default: all) reads class probabilities."""
     chosen = METRICS[task] if names is None else names
-    return task == "classification" and bool(PROBABILITY_METRICS & set(chosen))
+    if task != "classification":
+        return False
+    return bool(PROBABILITY_METRICS & set(chosen)) or any(
+        user_metric(n)[1] for n in chosen if is_reference(n)
+    )
 
 
 def compute_metrics(
@@ -117,17 +163,29 @@ def compute_metrics(
     """
     table = METRICS[task]
     names = list(table) if names is None else names
-    if task != "classification":
-        assert outputs is not None
-        return {name: table[name](y_true, outputs) for name in names}
-    if labels is None:
+    if task == "classification" and labels is None:
         assert outputs is not None, "classification metrics need labels or probabilities"
         labels = outputs.argmax(axis=1)
     values = {}
     for name in names:
-        if name in PROBABILITY_METRICS:
+        if is_reference(name):
+            fn, reads_probabilities = user_metric(name)
+            reads = outputs if reads_probabilities or task != "classification" else labels
+            values[short_name(name)] = _call_user_metric(fn, name, y_true, reads)
+        elif task != "classification":
+            assert outputs is not None
+            values[name] = table[name](y_true, outputs)
+        elif name in PROBABILITY_METRICS:
             assert outputs is not None, f"metric {name} needs class probabilities"
             values[name] = table[name](y_true, outputs)
         else:
+            assert labels is not None
             values[name] = table[name](y_true, labels)
     return values
+
+
+def _call_user_metric(fn: MetricFn, name: str, y_true: np.ndarray, y_pred: Any) -> float:
+    try:
+        return float(fn(y_true, y_pred))
+    except Exception as err:
+        raise UserCodeError(f"train.metrics: '{name}' failed:\n{user_traceback(err)}") from err

@@ -14,6 +14,7 @@ from typing import Any, Generic, TypeVar
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from nntune.errors import ConfigError, did_you_mean
+from nntune.usercode import file_hash, is_reference, source_file
 from nntune.validation import config_error
 
 B = TypeVar("B", bound=Callable[..., Any])
@@ -35,13 +36,17 @@ class Entry(Generic[B]):
     aliases: tuple[str, ...] = ()
     summary: str = ""
     tags: frozenset[str] = field(default_factory=frozenset)
+    source: str | None = None  # the file of a user's component (a reference)
+    hint: str = ""  # said after an error in its options
+    target: Any = None  # a user's component: the callable the reference names
 
     def parse_options(self, options: dict[str, Any], key: str) -> BaseModel:
         """Validate ``options`` against this entry; errors name ``key`` and this component."""
         try:
             return self.options.model_validate(options)
         except ValidationError as err:
-            raise _with_component(config_error(err, self.options, key), self) from None
+            error = _with_component(config_error(err, self.options, key), self)
+            raise ConfigError(f"{error}; {self.hint}" if self.hint else str(error)) from None
 
     def defaults(self) -> dict[str, Any]:
         """The options with their default values (only those that have one)."""
@@ -56,14 +61,31 @@ def _with_component(error: ConfigError, entry: Entry[Any]) -> ConfigError:
     return ConfigError(f"{error} [component '{entry.name}']")
 
 
+# (reference, config key) -> the Entry of the user's component
+ReferenceAdapter = Callable[[str, str], Entry[Any]]
+
+
 class Registry(Generic[B]):
-    """Name → builder, with aliases, a listing and did-you-mean errors."""
+    """Name → builder, with aliases, a listing and did-you-mean errors. A family that users
+    extend also takes references to their code (``models.py:Net``): its adapter turns the
+    referenced callable into an entry like the registered ones."""
 
     def __init__(self, kind: str, plural: str | None = None) -> None:
         self.kind = kind
         self.plural = plural or f"{kind}s"
         self._entries: dict[str, Entry[B]] = {}
         self._aliases: dict[str, str] = {}
+        self._adapter: ReferenceAdapter | None = None
+        self._user: dict[tuple[str, str], Entry[B]] = {}  # by (reference, file's sha256)
+
+    def references(self, adapter: ReferenceAdapter) -> ReferenceAdapter:
+        """Decorator: the family's adapter of user code (see ReferenceAdapter)."""
+        self._adapter = adapter
+        return adapter
+
+    @property
+    def takes_references(self) -> bool:
+        return self._adapter is not None
 
     def register(
         self,
@@ -99,6 +121,8 @@ class Registry(Generic[B]):
         return self._aliases.get(name, name)
 
     def __contains__(self, name: object) -> bool:
+        if is_reference(name):
+            return self.takes_references
         return isinstance(name, str) and self.canonical(name) in self._entries
 
     def __iter__(self) -> Iterator[str]:
@@ -115,7 +139,10 @@ class Registry(Generic[B]):
         return list(self._entries.values())
 
     def get(self, name: str, key: str | None = None) -> Entry[B]:
-        """The entry for ``name``; an unknown name lists the known ones and the closest."""
+        """The entry for ``name``; an unknown name lists the known ones and the closest. A
+        reference to user code is imported (again when its file changed)."""
+        if is_reference(name):
+            return self._user_entry(name, key)
         entry = self._entries.get(self.canonical(name))
         if entry is None:
             known = [*self._entries, *self._aliases]
@@ -125,3 +152,38 @@ class Registry(Generic[B]):
                 f"(known {self.plural}: {', '.join(self._entries)})"
             )
         return entry
+
+    def _user_entry(self, reference: str, key: str | None) -> Entry[B]:
+        where = f"{key} = '{reference}'" if key else f"'{reference}'"
+        if self._adapter is None:
+            raise ConfigError(
+                f"{where}: a {self.kind} cannot come from user code; known {self.plural}: "
+                f"{', '.join(self._entries)}"
+            )
+        cache_key = (reference, file_hash(source_file(reference, key or "")))
+        entry = self._user.get(cache_key)
+        if entry is None:
+            entry = self._user[cache_key] = self._adapter(reference, key or self.kind)
+        return entry
+
+
+def user_entry(
+    reference: str,
+    obj: Any,
+    builder: Any,
+    options: type[BaseModel],
+    facts: tuple[str, ...] = (),
+) -> Entry[Any]:
+    """The entry of a user's component: ``reference`` names it, ``builder`` calls ``obj`` the
+    way its family calls a registered builder, ``options`` come from ``obj``'s signature."""
+    doc = (getattr(obj, "__doc__", None) or "").strip()
+    return Entry(
+        name=reference,
+        builder=builder,
+        options=options,
+        summary=doc.splitlines()[0] if doc else "",
+        tags=frozenset({"user"}),
+        source=str(source_file(reference)),
+        target=obj,
+        hint=f"nntune fills these parameters by name: {', '.join(facts)}" if facts else "",
+    )

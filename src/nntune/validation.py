@@ -51,6 +51,8 @@ def _describe(item: Any, model: type[BaseModel] | None, prefix: str) -> str:
         return f"missing key '{key}'"
     value = item.get("input")
     message = str(item["msg"]).removeprefix("Value error, ")
+    if message.startswith("unknown key"):  # a section's own check of its keys
+        return message
     return f"{key} = {value!r}: {message}"
 
 

@@ -28,6 +28,18 @@ stderr = Console(stderr=True, highlight=False, soft_wrap=True)
 stdout = Console(highlight=False, soft_wrap=True)
 
 
+TRUST_CODE_HELP = (
+    "import the user code the run folder names (models.py:Net...), from the folder's own code/ "
+    "copies; without it such a run is refused: a run folder may come from someone else"
+)
+
+
+def trust_code_option() -> bool:
+    """``--trust-code`` of the commands that load run folders."""
+    flag: bool = typer.Option(False, "--trust-code", help=TRUST_CODE_HELP)
+    return flag
+
+
 def progress_printer(quiet: bool = False) -> Callable[[str], None] | None:
     """Progress lines for long commands, on stderr (stdout carries only the result); None when
     ``quiet``."""

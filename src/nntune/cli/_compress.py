@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from nntune.cli._app import app, fail, progress_printer, stdout, working
+from nntune.cli._app import app, fail, progress_printer, stdout, trust_code_option, working
 
 
 @app.command("compress")
@@ -39,6 +39,7 @@ def compress_command(
         None, "--out", help="folder for the compressed run (default: RUN_DIR/compressed)"
     ),
     json_out: bool = typer.Option(False, "--json", help="print compress.json only"),
+    trust_code: bool = trust_code_option(),
     quiet: bool = typer.Option(False, "--quiet", help="no line per step"),
 ) -> None:
     """Prune (and fine-tune), quantize a run's model; a before/after table of test metric,
@@ -55,6 +56,7 @@ def compress_command(
         checkpoint=checkpoint,
         out=out,
         progress=progress_printer(quiet or json_out),
+        trust_code=trust_code,
         calibration=calibration,
     )
     from nntune.report import report_after
@@ -100,6 +102,7 @@ def export_command(
         help="file to write (default: RUN_DIR/export/model.onnx or model.torchscript.pt)",
     ),
     json_out: bool = typer.Option(False, "--json", help="print the result as JSON only"),
+    trust_code: bool = trust_code_option(),
 ) -> None:
     """Export a run's model to ONNX or TorchScript and verify the file: run it (onnxruntime
     for ONNX) on the test split and match nntune's predictions (classes exactly,
@@ -108,7 +111,9 @@ def export_command(
 
     try:
         with working(f"exporting {run_dir} to {format}", quiet=json_out):
-            result = export_run(run_dir, format, checkpoint=checkpoint, out=out)
+            result = export_run(
+                run_dir, format, checkpoint=checkpoint, out=out, trust_code=trust_code
+            )
     except ExportError as err:  # not made, or made but wrong: exit 1, not 2
         fail(str(err))
         raise typer.Exit(1) from None

@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from nntune.cli._app import app, stdout, working
+from nntune.cli._app import app, stdout, trust_code_option, working
 
 
 @app.command("ensemble")
@@ -23,6 +23,7 @@ def ensemble_command(
     split: str = typer.Option("test", "--split", help="test | val | train"),
     checkpoint: str = typer.Option("best", "--checkpoint", help="best | last"),
     json_out: bool = typer.Option(False, "--json", help="print the result as JSON only"),
+    trust_code: bool = trust_code_option(),
 ) -> None:
     """Average the members' class probabilities (regression: outputs) and score the ensemble
     against each member on the same split. The runs must share their data and split (train
@@ -30,7 +31,7 @@ def ensemble_command(
     from nntune.strategies import ensemble_runs
 
     with working(f"scoring {len(run_dirs)} runs and their ensemble", quiet=json_out):
-        result = ensemble_runs(run_dirs, split=split, checkpoint=checkpoint)
+        result = ensemble_runs(run_dirs, split=split, checkpoint=checkpoint, trust_code=trust_code)
     if json_out:
         print(json.dumps(result, indent=2))
         return

@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from nntune.cli._app import app, stdout, working
+from nntune.cli._app import app, stdout, trust_code_option, working
 
 
 @app.command("evaluate")
@@ -29,6 +29,7 @@ def evaluate_command(
     eps: float = typer.Option(0.1, "--eps", help="L-inf budget of --attack (preprocessed units)"),
     steps: int = typer.Option(10, "--steps", help="PGD steps of --attack pgd"),
     json_out: bool = typer.Option(False, "--json", help="print the result as JSON only"),
+    trust_code: bool = trust_code_option(),
 ) -> None:
     """Every metric of a run's model on one of its splits, per class, plus the model's cost.
 
@@ -47,6 +48,7 @@ def evaluate_command(
             attack=attack,
             eps=eps,
             steps=steps,
+            trust_code=trust_code,
         )
     if json_out:
         print(json.dumps(result, indent=2))

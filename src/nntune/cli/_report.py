@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from nntune.cli._app import app, progress_printer, stdout, working
+from nntune.cli._app import app, progress_printer, stdout, trust_code_option, working
 
 
 @app.command("report")
@@ -23,6 +23,7 @@ def report_command(
         help="run reports: score the best checkpoint on the test split (confusion matrix, ROC)",
     ),
     quiet: bool = typer.Option(False, "--quiet", help="no line per report built"),
+    trust_code: bool = trust_code_option(),
 ) -> None:
     """(Re)build report.html: a self-contained page that opens offline in a browser. A runs
     root (runs/) gets an index of every run, study, comparison, ablation and doctor folder in
@@ -30,5 +31,7 @@ def report_command(
     from nntune.report import write_report
 
     with working(f"writing the report of {path}", quiet=quiet):
-        written = write_report(path, evaluate=evaluate, progress=progress_printer(quiet))
+        written = write_report(
+            path, evaluate=evaluate, progress=progress_printer(quiet), trust_code=trust_code
+        )
     stdout.print(str(written), markup=False)

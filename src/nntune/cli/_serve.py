@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from nntune.cli._app import app, stderr
+from nntune.cli._app import app, stderr, trust_code_option
 
 
 @app.command("serve")
@@ -28,6 +28,7 @@ def serve_command(
         True, "--batching/--no-batching", help="micro-batch concurrent requests"
     ),
     max_rows: int = typer.Option(1024, "--max-rows", help="most rows in one request (else 413)"),
+    trust_code: bool = trust_code_option(),
 ) -> None:
     """Serve a run's model over HTTP: POST /predict on raw feature rows (the run's fitted
     preprocessing is applied), GET /health, GET /metrics (Prometheus). Runs until Ctrl-C.
@@ -61,6 +62,7 @@ def serve_command(
         batching=batching,
         max_rows=max_rows,
         on_listening=listening,
+        trust_code=trust_code,
     )
 
 

@@ -130,6 +130,7 @@ def compress_run(
     out: str | Path | None = None,
     progress: Any = None,
     calibration: int = 512,
+    trust_code: bool = False,
 ) -> dict[str, Any]:
     """Compress a run's model (see the module's docstring); returns the contents of
     compress.json: ``{"run", "out", "steps": [{"step", <measures>}], ...}``."""
@@ -146,7 +147,7 @@ def compress_run(
     if finetune and prune_amount is None:
         raise ConfigError("--finetune retrains a pruned model: give --prune too")
     say = progress or (lambda line: None)
-    opened = open_run(run_dir, checkpoint)
+    opened = open_run(run_dir, checkpoint, trust_code)
     folder = Path(out) if out is not None else opened.folder / "compressed"
     if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
         raise RunFolderError(f"'{folder}' exists and is not empty; remove it or give --out")
@@ -240,4 +241,6 @@ def _write_run_folder(
     meta["compression"] = compression
     (folder / "checkpoints").mkdir(parents=True, exist_ok=True)
     shutil.copyfile(opened.folder / "config.yaml", folder / "config.yaml")
+    if (opened.folder / "code").is_dir():  # the user code it names, with the weights
+        shutil.copytree(opened.folder / "code", folder / "code", dirs_exist_ok=True)
     save_checkpoint({"model": model.state_dict(), "meta": meta}, folder / "checkpoints" / "best.pt")

@@ -46,6 +46,7 @@ def export_run(
     checkpoint: str = "best",
     out: str | Path | None = None,
     split: str = "test",
+    trust_code: bool = False,
 ) -> dict[str, Any]:
     """Export the ``checkpoint`` of a run folder to ``out`` (default
     ``<run>/export/model.onnx`` or ``model.torchscript.pt``; it must not exist yet) and verify
@@ -54,7 +55,7 @@ def export_run(
     does not reproduce nntune's predictions."""
     if format not in FORMATS:
         raise ConfigError(f"--format '{format}': allowed: {', '.join(FORMATS)}")
-    opened = open_run(run_dir, checkpoint)
+    opened = open_run(run_dir, checkpoint, trust_code)
     path = Path(out) if out is not None else opened.folder / "export" / FORMATS[format]
     if path.exists():
         raise RunFolderError(f"'{path}' exists; remove it or give --out another file")

@@ -9,6 +9,7 @@ from nntune.config._load import (
     load_config,
     parse_override,
     read_yaml,
+    reference_places,
     validate_config,
 )
 from nntune.config._schema import (
@@ -45,5 +46,6 @@ __all__ = [
     "load_config",
     "parse_override",
     "read_yaml",
+    "reference_places",
     "validate_config",
 ]

@@ -14,6 +14,7 @@ from pydantic import ValidationError
 from nntune.config._component import Component
 from nntune.config._schema import COMPONENT_FIELDS, Config
 from nntune.errors import ConfigError
+from nntune.usercode import REFERENCE_PATTERN, absolute_reference, is_reference
 from nntune.validation import config_error
 
 # Keys whose values are file paths when they look like one; resolved against the config's folder.
@@ -111,8 +112,9 @@ def _looks_like_path(value: str) -> bool:
 
 
 def resolve_paths(raw: dict[str, Any], base: Path) -> dict[str, Any]:
-    """Relative file paths in ``raw`` made absolute against ``base``."""
-    result = copy.deepcopy(raw)
+    """Relative file paths in ``raw`` (and in references to user code) made absolute against
+    ``base``."""
+    result = resolve_references(copy.deepcopy(raw), base)
     for key in PATH_KEYS:
         *parents, leaf = key.split(".")
         node: Any = result
@@ -120,12 +122,46 @@ def resolve_paths(raw: dict[str, Any], base: Path) -> dict[str, Any]:
             node = node.get(part) if isinstance(node, dict) else None
         if isinstance(node, dict) and isinstance(node.get(leaf), str):
             value = node[leaf]
+            if is_reference(value):
+                continue
             is_path = key in ALWAYS_PATHS or _looks_like_path(value)
             if is_path and not Path(value).expanduser().is_absolute():
                 node[leaf] = str((base / Path(value)).resolve())
             elif is_path:
                 node[leaf] = str(Path(value).expanduser())
     return result
+
+
+def reference_places(raw: Mapping[str, Any]) -> list[tuple[str, Any, Any]]:
+    """Every place of a config (as a raw mapping) that may hold a reference to user code:
+    ``(key, container, index)`` with ``container[index]`` the name (component names, the
+    dataset, metric names)."""
+    places: list[tuple[str, Any, Any]] = []
+    for dotted in [*COMPONENT_FIELDS, "data.dataset", "train.metrics[]"]:
+        *parents, leaf = dotted.split(".")
+        node: Any = raw
+        for part in parents:
+            node = node.get(part) if isinstance(node, dict) else None
+        field = leaf.removesuffix("[]")
+        if not isinstance(node, dict) or field not in node:
+            continue
+        items = list(enumerate(node[field] or [])) if leaf.endswith("[]") else [(None, node[field])]
+        for index, item in items:
+            key = ".".join([*parents, field]) + (f"[{index}]" if index is not None else "")
+            if isinstance(item, dict) and "name" in item:
+                places.append((key, item, "name"))
+            elif index is None:
+                places.append((key, node, field))
+            else:
+                places.append((key, node[field], index))
+    return [(k, c, i) for k, c, i in places if is_reference(c[i])]
+
+
+def resolve_references(raw: dict[str, Any], base: Path) -> dict[str, Any]:
+    """File references (``models.py:Net``) made absolute against ``base``, in place."""
+    for _, container, index in reference_places(raw):
+        container[index] = absolute_reference(container[index], base)
+    return raw
 
 
 def load_config(
@@ -192,6 +228,7 @@ def config_json_schema(
     schema = Config.model_json_schema()
     schema["title"] = "nntune config"
     _user_form_defaults(schema)
+    _user_options_only(schema)
     if component_names:
         _add_name_enums(schema, {k: sorted(v) for k, v in component_names.items()})
     return schema
@@ -224,6 +261,21 @@ def _add_name_enums(schema: dict[str, Any], names: dict[str, list[str]]) -> None
         }
         keep = {k: v for k, v in prop.items() if k in ("default", "description", "title")}
         node["properties"][leaf] = {**keep, **({"type": "array", "items": one} if is_list else one)}
+
+
+def _user_options_only(schema: dict[str, Any]) -> None:
+    """model: and data: take keys of their own only, unless their arch (dataset) is user code,
+    whose options the other keys are."""
+    reference = {"type": "string", "pattern": REFERENCE_PATTERN}
+    named = {"type": "object", "properties": {"name": reference}, "required": ["name"]}
+    for section, key, forms in (
+        ("ModelConfig", "arch", [reference, named]),
+        ("DataConfig", "dataset", [reference]),
+    ):
+        node = schema["$defs"][section]
+        node.pop("additionalProperties", None)
+        node["if"] = {"properties": {key: {"anyOf": forms}}, "required": [key]}
+        node["else"] = {"propertyNames": {"enum": list(node["properties"])}}
 
 
 def _user_form_defaults(node: Any) -> None:

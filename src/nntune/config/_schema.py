@@ -7,12 +7,29 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from nntune.config._component import Component
+from nntune.errors import did_you_mean
+from nntune.usercode import is_reference
 
 
 class Section(BaseModel):
     """A config section: unknown keys are errors, assignment is validated."""
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+def _user_options_only(section: BaseModel, key: str, name: str, what: str) -> None:
+    """Keys a section does not define are the options of a user's component (``what``, at
+    ``key``), so they are allowed only when ``name`` is a reference to user code."""
+    extra = sorted(section.model_extra or {})
+    if extra and not is_reference(name):
+        fields = list(type(section).model_fields)
+        where = key.split(".")[0]
+        full = [f"{where}.{f}" for f in fields]
+        shown = ", ".join(f"'{where}.{k}'{did_you_mean(f'{where}.{k}', full)}" for k in extra)
+        raise ValueError(
+            f"unknown key {shown} ({where} takes: {', '.join(fields)}; other keys are options "
+            f"of {what} given as user code, {key}: path.py:name)"
+        )
 
 
 def _components(*names: str) -> list[Component]:
@@ -34,7 +51,14 @@ class ValFold(Section):
 
 
 class DataConfig(Section):
-    dataset: str = Field("mnist1d", description="built-in name, or a path to .csv/.parquet/.npz")
+    """Other keys are the options of a dataset given as user code (``dataset: loaders.py:load``)."""
+
+    model_config = ConfigDict(extra="allow", validate_assignment=True)
+
+    dataset: str = Field(
+        "mnist1d",
+        description="built-in name, a path to .csv/.parquet/.npz, or user code (path.py:name)",
+    )
     target: str | None = Field(None, description="label column for csv/parquet")
     features: list[str] | None = Field(
         None, description="feature columns for csv/parquet (default: all but the target)"
@@ -58,9 +82,24 @@ class DataConfig(Section):
     )
     preprocess: list[Component] = Field(default_factory=lambda: _components("standardize"))
     augment: list[Component] = Field(default_factory=list)
+    workers: int | None = Field(
+        None,
+        ge=0,
+        description="DataLoader worker processes for a torch Dataset (default: one per core but "
+        "one, at most 4; 0 loads in the training process)",
+    )
+
+    @model_validator(mode="after")
+    def _options_of_user_dataset(self) -> DataConfig:
+        _user_options_only(self, "data.dataset", self.dataset, "a dataset")
+        return self
 
 
 class ModelConfig(Section):
+    """Other keys are the options of an arch given as user code (``arch: models.py:Net``)."""
+
+    model_config = ConfigDict(extra="allow", validate_assignment=True)
+
     arch: Component = Component(name="mlp")
     hidden: list[int] = Field(default_factory=lambda: [128, 128])
     activation: Component = Component(name="relu")
@@ -85,6 +124,11 @@ class ModelConfig(Section):
         if shape is not None and (not shape or any(d < 1 for d in shape)):
             raise ValueError(f"input_shape must be a list of positive sizes, got {shape}")
         return shape
+
+    @model_validator(mode="after")
+    def _options_of_user_arch(self) -> ModelConfig:
+        _user_options_only(self, "model.arch", self.arch.name, "an arch")
+        return self
 
 
 class RegularizationConfig(Section):
@@ -180,7 +224,9 @@ class TrainConfig(Section):
         "processes) instead of each process's part",
     )
     metrics: list[str] | None = Field(
-        None, description="metrics logged each epoch (default: all of the task's metrics)"
+        None,
+        description="metrics logged each epoch (default: the task's headline metric); a name, "
+        "or user code path.py:name (logged under its name)",
     )
     monitor: str | None = Field(
         None, description="what best.pt tracks (default: val_loss, or train_loss with no val)"
@@ -230,6 +276,11 @@ class TrainConfig(Section):
     )
     doctor: bool = Field(
         False, description="probe the run and report problems (as nntune doctor) in the summary"
+    )
+    callbacks: list[Component] = Field(
+        default_factory=list,
+        description="your own callbacks, as user code (path.py:Class, with its options): "
+        "subclasses of nntune.train.callbacks.Callback",
     )
     probe_every: int = Field(10, ge=1, description="the doctor's probe samples every N steps")
     log_to: list[Literal["tensorboard", "mlflow"]] = Field(
@@ -376,6 +427,11 @@ class Config(Section):
     regularization: RegularizationConfig = Field(default_factory=RegularizationConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     search: SearchConfig = Field(default_factory=SearchConfig)
+    code: dict[str, str] = Field(
+        default_factory=dict,
+        description="sha256 of each user file the config names, by path (written by nntune "
+        "into a run's config.yaml; a file that changed since is an error naming it)",
+    )
 
 
 # Where components live in the config and which registry names them. `[]` marks a list.
@@ -389,4 +445,5 @@ COMPONENT_FIELDS: dict[str, str] = {
     "strategy": "strategies",
     "data.preprocess[]": "preprocess",
     "data.augment[]": "augment",
+    "train.callbacks[]": "callbacks",
 }

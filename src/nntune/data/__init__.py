@@ -6,6 +6,7 @@ from nntune.data.datasets import DATASETS, RawDataset, load_dataset
 from nntune.data.pipeline import DataBundle, Pipeline, prepare_data
 from nntune.data.preprocess import PREPROCESS
 from nntune.data.profile import DataProfile, profile_frame, suggest_preprocess
+from nntune.data.user import default_workers  # also: the adapters of the user's components
 
 __all__ = [
     "AUGMENT",
@@ -18,6 +19,7 @@ __all__ = [
     "DataProfile",
     "Pipeline",
     "RawDataset",
+    "default_workers",
     "load_dataset",
     "prepare_data",
     "profile_frame",

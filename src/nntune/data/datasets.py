@@ -6,14 +6,16 @@ import hashlib
 import json
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from nntune.errors import DataError, did_you_mean
 from nntune.registry import Registry
+from nntune.usercode import is_reference
 
 
 @dataclass
@@ -32,6 +34,10 @@ class RawDataset:
     y_test: np.ndarray | None = None
     task: str | None = None  # None: infer from the targets
     class_names: list[str] | None = None
+    x_val: pd.DataFrame | np.ndarray | None = None  # a validation split of its own
+    y_val: np.ndarray | None = None
+    # a user's torch Dataset (then x and y are empty): split by index, batched by a DataLoader
+    source: Any = None
 
     def __post_init__(self) -> None:
         if len(self.x) != len(self.y):
@@ -46,6 +52,7 @@ class DatasetRequest:
 
     n_samples: int | None = None
     noise: float | None = None
+    options: dict[str, Any] = field(default_factory=dict)  # a user's dataset: its options
 
 
 DatasetBuilder = Callable[[DatasetRequest], RawDataset]
@@ -229,10 +236,10 @@ def load_file(path_text: str, target: str | None, features: list[str] | None) ->
             frame = pd.read_csv(path, sep="\t" if suffix == ".tsv" else ",")
     except Exception as err:  # pandas raises many types for a broken file
         raise DataError(f"data.dataset: cannot read '{path}': {err}") from None
-    return _from_table(frame, path, target, features)
+    return from_table(frame, path, target, features)
 
 
-def _from_table(
+def from_table(
     frame: pd.DataFrame, path: Path, target: str | None, features: list[str] | None
 ) -> RawDataset:
     columns = [str(c) for c in frame.columns]
@@ -304,8 +311,14 @@ def load_dataset(
     features: list[str] | None = None,
     n_samples: int | None = None,
     noise: float | None = None,
+    options: dict[str, Any] | None = None,
 ) -> RawDataset:
-    """A built-in dataset by name, or a data file by path."""
+    """A built-in dataset by name, a data file by path, or a user's dataset by reference
+    (``options``: the keys of ``data:`` it takes)."""
+    if is_reference(name):
+        from nntune.data.user import load_user_dataset
+
+        return load_user_dataset(name, options or {}, target, features, n_samples, noise)
     if name not in DATASETS and is_data_file(name):
         for key, value in (("n_samples", n_samples), ("noise", noise)):
             if value is not None:

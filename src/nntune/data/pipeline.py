@@ -87,6 +87,8 @@ class DataBundle:
     feature_names: list[str] = field(default_factory=list)
     pipeline: Pipeline | None = None
     dataset: str = ""
+    # a user's torch Dataset: the training part, batched by a DataLoader (x_train is empty)
+    train_dataset: Any = None
 
     def split(self, name: str) -> tuple[torch.Tensor, torch.Tensor] | None:
         x, y = getattr(self, f"x_{name}"), getattr(self, f"y_{name}")
@@ -195,6 +197,29 @@ def load_raw(data: DataConfig) -> RawDataset:
         features=data.features,
         n_samples=data.n_samples,
         noise=data.noise,
+        options=dict(data.model_extra or {}),
+    )
+
+
+def _dataset_bundle(raw: RawDataset, data: DataConfig, seed: int) -> DataBundle:
+    """A user's torch Dataset, split by index; no preprocessing (see nntune.data.user)."""
+    from nntune.data.user import split_dataset
+
+    parts, train, task = split_dataset(raw.source, data, seed, f"data.dataset = '{data.dataset}'")
+    val, test = parts["val"], parts["test"]
+    empty = torch.empty(0)
+    return DataBundle(
+        x_train=empty,
+        y_train=empty,
+        x_val=val[0] if val else None,
+        y_val=val[1] if val else None,
+        x_test=test[0] if test else None,
+        y_test=test[1] if test else None,
+        task=task,
+        n_outputs=parts["n_outputs"],
+        sample_shape=parts["sample_shape"],
+        dataset=raw.name,
+        train_dataset=train,
     )
 
 
@@ -210,6 +235,10 @@ def prepare_data(
     """
     if raw is None:
         raw = load_raw(data)
+    if raw.source is not None:
+        return _dataset_bundle(raw, data, seed)
+    if raw.x_val is not None and raw.y_val is not None and val is None:
+        val = (np.asarray(raw.x_val), raw.y_val)  # the dataset's own validation split
     seed = data.split_seed if data.split_seed is not None else seed  # the splits' seed
     extra = [y for y in (raw.y_test, val[1] if val else None) if y is not None]
     y_all = np.concatenate([raw.y, *extra]) if extra else raw.y

@@ -56,6 +56,7 @@ def evaluate_run(
     attack: str | None = None,
     eps: float = 0.1,
     steps: int = 10,
+    trust_code: bool = False,
 ) -> dict[str, Any]:
     """Evaluate the ``checkpoint`` (``best`` or ``last``) of a run folder on its ``split``
     (``test``, ``val`` or ``train``; the training part without augmentation).
@@ -69,7 +70,8 @@ def evaluate_run(
     ``attack`` (``fgsm`` or ``pgd``, L∞ budget ``eps`` in preprocessed units, PGD with
     ``steps`` steps) scores the model on adversarial versions of the split: robust metrics.
     ``last`` of a run with train.ema/swa is its weight average, as the run ended with.
-    Raises :class:`~nntune.errors.NntuneError` subclasses on bad input.
+    ``trust_code``: import the user code the run names, from its own copies (else a run that
+    names user code is refused). Raises :class:`~nntune.errors.NntuneError` subclasses on bad input.
     """
     if split not in SPLITS:
         raise ConfigError(f"--split '{split}' is not a split; allowed: {', '.join(SPLITS)}")
@@ -81,7 +83,7 @@ def evaluate_run(
         raise ConfigError(f"--eps {eps}: give a positive perturbation budget, e.g. 0.1")
     if steps < 1:
         raise ConfigError(f"--steps {steps}: give 1 or more")
-    opened = open_run(run_dir, checkpoint)
+    opened = open_run(run_dir, checkpoint, trust_code)
     folder, bundle, loss, model = opened.folder, opened.bundle, opened.loss, opened.model
     used, notes = opened.checkpoint, list(opened.notes)
     part = split_part(opened, split)
@@ -154,7 +156,7 @@ class OpenedRun:
     notes: list[str]
 
 
-def open_run(run_dir: str | Path, checkpoint: str = "best") -> OpenedRun:
+def open_run(run_dir: str | Path, checkpoint: str = "best", trust_code: bool = False) -> OpenedRun:
     """Load a run folder's ``checkpoint`` (``last`` with its weight average, as the run ended)
     and rebuild its data exactly as trained; errors name what does not fit."""
     if checkpoint not in CHECKPOINTS and not SNAPSHOT.fullmatch(checkpoint):
@@ -168,7 +170,8 @@ def open_run(run_dir: str | Path, checkpoint: str = "best") -> OpenedRun:
         and not (folder / "checkpoints" / f"{checkpoint}.pt").exists()
     ):
         raise RunFolderError(f"run '{folder}' has no checkpoints/{checkpoint}.pt")
-    predictor = load_run(folder, checkpoint)  # checks the folder; RunFolderError if unusable
+    # checks the folder (RunFolderError if unusable) and the trust in its user code
+    predictor = load_run(folder, checkpoint, trust_code)
     path = folder / "checkpoints" / f"{checkpoint}.pt"
     used = checkpoint if path.exists() else "last"  # load_run falls back to last.pt
     config = validate_config(predictor.meta["config"])

@@ -4,10 +4,12 @@ from nntune.models.activations import ACTIVATIONS
 from nntune.models.archs import ARCHS, ModelSpec, image_shape_of
 from nntune.models.build import build_model, count_parameters
 from nntune.models.inits import INITS, apply_init
+from nntune.models.user import ARCH_FACTS
 
 __all__ = [
     "ACTIVATIONS",
     "ARCHS",
+    "ARCH_FACTS",
     "INITS",
     "ModelSpec",
     "apply_init",

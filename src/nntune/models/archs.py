@@ -29,6 +29,7 @@ class ModelSpec:
     dropout: float
     residual: bool
     input_shape: tuple[int, ...] | None = None  # model.input_shape, when given
+    task: str = "classification"
 
     @property
     def n_features(self) -> int:

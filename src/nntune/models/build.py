@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from torch import nn
 
 from nntune.config import ModelConfig
@@ -9,17 +11,26 @@ from nntune.errors import ConfigError
 from nntune.models.activations import ACTIVATIONS
 from nntune.models.archs import ARCHS, ModelSpec
 from nntune.models.inits import INITS, apply_init
+from nntune.models.user import MODEL_KEYS
+from nntune.usercode import takes
 
 
-def build_model(config: ModelConfig, sample_shape: tuple[int, ...], n_outputs: int) -> nn.Module:
+def build_model(
+    config: ModelConfig,
+    sample_shape: tuple[int, ...],
+    n_outputs: int,
+    task: str = "classification",
+) -> nn.Module:
     """The model described by ``config`` for samples of ``sample_shape``, initialised."""
     act_entry = ACTIVATIONS.get(config.activation.name, key="model.activation")
     act_options = act_entry.parse_options(config.activation.options, "model.activation")
     arch_entry = ARCHS.get(config.arch.name, key="model.arch")
-    arch_options = arch_entry.parse_options(config.arch.options, "model.arch")
+    arch_options = arch_entry.parse_options(arch_options_of(config), "model.arch")
+    if "user" in arch_entry.tags:
+        check_model_keys(config, arch_entry.target)
     init_entry = INITS.get(config.init.name, key="model.init")
     init_options = init_entry.parse_options(config.init.options, "model.init")
-    if not config.hidden and arch_entry.name not in ("linear",):
+    if not config.hidden and arch_entry.name not in ("linear",) and "user" not in arch_entry.tags:
         raise ConfigError(
             f"model.hidden is empty; arch '{arch_entry.name}' needs at least one width"
         )
@@ -36,10 +47,32 @@ def build_model(config: ModelConfig, sample_shape: tuple[int, ...], n_outputs: i
         dropout=config.dropout,
         residual=config.residual,
         input_shape=tuple(config.input_shape) if config.input_shape else None,
+        task=task,
     )
     model = arch_entry.builder(arch_options, spec)
     apply_init(model, init_entry.builder(init_options))
     return model
+
+
+def arch_options_of(config: ModelConfig) -> dict[str, Any]:
+    """The arch's options: its component's, plus (for a user's arch) the keys of ``model:``
+    that nntune does not define (``model: {arch: models.py:Net, width: 32}``)."""
+    return {**config.arch.options, **(config.model_extra or {})}
+
+
+def check_model_keys(config: ModelConfig, target: Any) -> None:
+    """A ``model:`` key set away from its default that the user's arch (``target``) does not
+    take would be ignored: an error instead."""
+    for name in MODEL_KEYS:
+        value = getattr(config, name)
+        default = type(config).model_fields[name].get_default(call_default_factory=True)
+        if value != default and not takes(target, name):
+            shown = value.user_form() if hasattr(value, "user_form") else value
+            raise ConfigError(
+                f"model.{name} = {shown!r}: model.arch '{config.arch.name}' takes no '{name}' "
+                "parameter, so it would be ignored; remove the key, or give the arch that "
+                "parameter"
+            )
 
 
 def count_parameters(model: nn.Module) -> int:

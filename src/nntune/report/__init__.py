@@ -24,10 +24,12 @@ def write_report(
     *,
     evaluate: bool = True,
     progress: Callable[[str], None] | None = None,
+    trust_code: bool = False,
 ) -> Path:
     """(Re)build ``report.html`` in ``path``: a run folder, a study folder, a compare/ablate/
     doctor folder, or a runs root (an index of every such folder in it, building the reports
-    they lack). ``evaluate=False`` leaves the test-split evaluation out of a run report.
+    they lack). ``evaluate=False`` leaves the test-split evaluation out of a run report;
+    ``trust_code`` lets it import the user code a run names (from the run's own copies).
     Returns the report's path; :class:`~nntune.errors.RunFolderError` when ``path`` is none of
     these."""
     from nntune.report.index import folder_kind, runs_index
@@ -39,7 +41,7 @@ def write_report(
         raise RunFolderError(f"'{folder}' does not exist or is not a folder")
     kind = folder_kind(folder)
     if kind == "run":
-        return write_run_report(folder, evaluate=evaluate)
+        return write_run_report(folder, evaluate=evaluate, trust_code=trust_code)
     if kind == "study":
         return write_study_report(folder)
     target = folder / REPORT
@@ -53,7 +55,7 @@ def write_report(
                 f"'{folder}' is not a run, study, compare, ablate or doctor folder, and holds "
                 "none: give a run folder, a study folder or a runs root such as runs/"
             )
-        page = runs_index(folder, progress=progress)
+        page = runs_index(folder, progress=progress, trust_code=trust_code)
     write_text_atomic(target, page.html())
     return target
 
@@ -61,9 +63,10 @@ def write_report(
 def report_after(path: str | Path) -> Path | None:
     """``write_report`` at the end of a command whose results are already on disk: a report
     that fails must not turn a finished training or search into an error, so a failure is a
-    warning on stderr (with how to rebuild it) and None."""
+    warning on stderr (with how to rebuild it) and None. The command ran the user's own config,
+    so the user code its runs name is trusted."""
     try:
-        return write_report(path)
+        return write_report(path, trust_code=True)
     except Exception as err:  # any failure of the page: the results stand without it
         print(
             f"warning: report.html was not written in {path} ({type(err).__name__}: {err}); "

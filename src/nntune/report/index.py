@@ -79,6 +79,7 @@ def runs_index(
     *,
     build: bool = True,
     progress: Callable[[str], None] | None = None,
+    trust_code: bool = False,
 ) -> Page:
     """The index page of ``root``. With ``build``, a folder without report.html gets one first,
     so every link leads to a report."""
@@ -101,7 +102,7 @@ def runs_index(
             if progress is not None:
                 progress(f"report: {folder}")
             try:
-                write_report(folder)
+                write_report(folder, trust_code=trust_code)
             except NntuneError as err:
                 note = f" (no report: {err})"
         target = f"{folder.name}/{REPORT}" if report.exists() else f"{folder.name}/"

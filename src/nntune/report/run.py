@@ -11,6 +11,7 @@ from nntune.report import charts
 from nntune.report.page import Page, fmt
 from nntune.train import checkpoint
 from nntune.train.checkpoint import write_text_atomic
+from nntune.train.code import UntrustedCodeError
 
 REPORT = "report.html"
 
@@ -44,11 +45,12 @@ def is_run_folder(folder: Path) -> bool:
     )
 
 
-def run_report(folder: Path, *, evaluate: bool = True) -> Page:
+def run_report(folder: Path, *, evaluate: bool = True, trust_code: bool = False) -> Page:
     """The page of a run folder. ``evaluate`` re-scores the weights summary.json measured
     (checkpoints/last.pt, or best.pt when early stopping restored it) on the test split
     (confusion matrix, ROC curves, per-class table, cost); without it or when that is not
-    possible, the report says why and shows what the folder holds."""
+    possible, the report says why and shows what the folder holds. A run that names user
+    code is evaluated only with ``trust_code`` (from its own copies of the code)."""
     if not is_run_folder(folder):
         raise RunFolderError(
             f"'{folder}' is not a run folder (no config.yaml with metrics.jsonl or summary.json)"
@@ -96,7 +98,7 @@ def run_report(folder: Path, *, evaluate: bool = True) -> Page:
 
     if evaluate:
         # the weights summary.json measured: the final ones, or the best when restored
-        _evaluation(page, folder, "best" if summary.get("restored") else "last")
+        _evaluation(page, folder, "best" if summary.get("restored") else "last", trust_code)
 
     doctor = summary.get("doctor")
     if doctor:
@@ -140,15 +142,18 @@ def _remedy(remedy: Any) -> str:
     return str(remedy)
 
 
-def _evaluation(page: Page, folder: Path, checkpoint: str) -> None:
+def _evaluation(page: Page, folder: Path, checkpoint: str, trust_code: bool) -> None:
     from nntune.evaluate import evaluate_run
 
     page.heading(f"Evaluation (test split, checkpoints/{checkpoint}.pt)")
     try:
-        result = evaluate_run(folder, "test", checkpoint, curves=True)
+        result = evaluate_run(folder, "test", checkpoint, curves=True, trust_code=trust_code)
+    except UntrustedCodeError as err:
+        page.text(f"Not evaluated: {err}", "muted")
+        return
     except NntuneError as err:
         try:
-            result = evaluate_run(folder, "val", checkpoint, curves=True)
+            result = evaluate_run(folder, "val", checkpoint, curves=True, trust_code=trust_code)
         except NntuneError:
             page.text(f"Not evaluated: {err}", "muted")
             return
@@ -190,8 +195,11 @@ def _flat(value: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def write_run_report(folder: str | Path, *, evaluate: bool = True) -> Path:
+def write_run_report(
+    folder: str | Path, *, evaluate: bool = True, trust_code: bool = False
+) -> Path:
     """Write ``report.html`` into a run folder; returns its path."""
     path = Path(folder) / REPORT
-    write_text_atomic(path, run_report(Path(folder), evaluate=evaluate).html())
+    page = run_report(Path(folder), evaluate=evaluate, trust_code=trust_code)
+    write_text_atomic(path, page.html())
     return path

@@ -54,6 +54,7 @@ def create_app(
     max_wait_ms: float = 2.0,
     batching: bool = True,
     max_rows: int = 1024,
+    trust_code: bool = False,
 ) -> FastAPI:
     """The app serving a run folder's model. The model is loaded here, so that a missing or
     corrupt run folder is a RunFolderError before any port is bound."""
@@ -62,7 +63,7 @@ def create_app(
             raise ConfigError(f"{option} must be at least {least}, but got {value}")
     if not max_wait_ms >= 0:
         raise ConfigError(f"--max-wait-ms must be 0 or more, but got {max_wait_ms}")
-    served = ServedModel.load(run_dir, checkpoint)
+    served = ServedModel.load(run_dir, checkpoint, trust_code)
     metrics = Metrics(served.name, served.version)
     batcher = MicroBatcher(
         served.predict,

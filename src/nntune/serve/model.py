@@ -55,7 +55,9 @@ class ServedModel:
                 self.nullable_columns |= columns
 
     @classmethod
-    def load(cls, run_dir: str | Path, checkpoint: str = "best") -> ServedModel:
+    def load(
+        cls, run_dir: str | Path, checkpoint: str = "best", trust_code: bool = False
+    ) -> ServedModel:
         """Load a run folder; RunFolderError when it is missing or unusable."""
         if checkpoint not in CHECKPOINTS:
             raise ConfigError(
@@ -63,7 +65,7 @@ class ServedModel:
                 f"{', '.join(CHECKPOINTS)}"
             )
         folder = Path(run_dir)
-        predictor = load_run(folder, checkpoint)
+        predictor = load_run(folder, checkpoint, trust_code)
         used = checkpoint
         if not (folder / "checkpoints" / f"{checkpoint}.pt").exists():
             used = "last"  # load_run falls back to last.pt when a run has no best.pt

@@ -61,6 +61,7 @@ def serve(
     batching: bool = True,
     max_rows: int = 1024,
     on_listening: Callable[[str], None] | None = None,
+    trust_code: bool = False,
 ) -> None:
     """Serve the ``checkpoint`` of a run folder on ``host:port`` until interrupted.
 
@@ -75,6 +76,7 @@ def serve(
         max_wait_ms=max_wait_ms,
         batching=batching,
         max_rows=max_rows,
+        trust_code=trust_code,
     )
     sock = bind(host, port)
     config = uvicorn.Config(

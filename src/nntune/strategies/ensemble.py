@@ -38,7 +38,11 @@ def _scores(opened: OpenedRun, y: torch.Tensor, readable: torch.Tensor) -> dict[
 
 
 def ensemble_runs(
-    run_dirs: Sequence[str | Path], *, split: str = "test", checkpoint: str = "best"
+    run_dirs: Sequence[str | Path],
+    *,
+    split: str = "test",
+    checkpoint: str = "best",
+    trust_code: bool = False,
 ) -> dict[str, Any]:
     """Score each run folder and the average of all of them on ``split`` (one run folder with
     ``train.snapshots``: its snapshots are the members). Returns
@@ -63,7 +67,7 @@ def ensemble_runs(
     first: OpenedRun | None = None
     targets: torch.Tensor | None = None
     for run_dir, member_checkpoint in sources:
-        opened = open_run(run_dir, member_checkpoint)
+        opened = open_run(run_dir, member_checkpoint, trust_code)
         x, y = split_part(opened, split)
         if first is None or targets is None:
             first, targets = opened, y.cpu()

@@ -28,7 +28,10 @@ from nntune.optim import (
 )
 from nntune.optim.groups import lr_scales
 from nntune.registry import Registry
+from nntune.train.callbacks.user import CALLBACKS
+from nntune.train.code import check_code
 from nntune.train.strategy import STRATEGIES
+from nntune.usercode import is_reference, short_name
 
 # every registry a user can name things from, by the name `nntune list` uses
 REGISTRIES: dict[str, Registry[Any]] = {
@@ -42,6 +45,7 @@ REGISTRIES: dict[str, Registry[Any]] = {
     "preprocess": PREPROCESS,
     "augment": AUGMENT,
     "strategies": STRATEGIES,
+    "callbacks": CALLBACKS,
 }
 
 
@@ -60,10 +64,20 @@ def _set(raw: dict[str, Any], dotted: str, value: Any) -> None:
     node[leaf] = value
 
 
-def _resolve_component(registry: Registry[Any], component: Component, key: str) -> Component:
+def _resolve_component(
+    registry: Registry[Any],
+    component: Component,
+    key: str,
+    outside: dict[str, Any] | None = None,
+) -> Component:
+    """The component with its canonical name and every option filled in. ``outside``: options
+    given beside it (a user's arch takes the other keys of model:), checked with its own and
+    kept where they were given."""
     entry = registry.get(component.name, key=key)
-    options: BaseModel = entry.parse_options(component.options, key)
-    return Component(name=entry.name, options=options.model_dump(mode="json"))
+    outside = outside or {}
+    options: BaseModel = entry.parse_options({**component.options, **outside}, key)
+    own = {k: v for k, v in options.model_dump(mode="json").items() if k not in outside}
+    return Component(name=entry.name, options=own)
 
 
 def check_components(config: Config) -> Config:
@@ -85,15 +99,21 @@ def check_components(config: Config) -> Config:
                 raise ConfigError("loss: 'auto' takes no options; name the loss to give options")
             resolved = value
         else:
-            resolved = _resolve_component(registry, value, field)
+            outside = config.model.model_extra if field == "model.arch" else None
+            resolved = _resolve_component(registry, value, field, outside)
         _set(raw, field, resolved)
-    return validate_config(raw)
+    if is_reference(config.data.dataset):  # its options: the other keys of data:
+        DATASETS.get(config.data.dataset, key="data.dataset").parse_options(
+            dict(config.data.model_extra or {}), "data"
+        )
+    return check_code(validate_config(raw))
 
 
 def logged_keys(task: str, metrics: Sequence[str], has_val: bool) -> list[str]:
-    keys = ["train_loss", *(f"train_{m}" for m in metrics)]
+    names = [short_name(m) for m in metrics]  # a user's metric goes by its own name
+    keys = ["train_loss", *(f"train_{m}" for m in names)]
     if has_val:
-        keys += ["val_loss", *(f"val_{m}" for m in metrics)]
+        keys += ["val_loss", *(f"val_{m}" for m in names)]
     return keys
 
 
@@ -102,6 +122,8 @@ def resolve_for_data(config: Config, bundle: DataBundle) -> Config:
     monitor. Monitors that would never be logged are errors now, before training starts."""
     raw = config.model_dump(mode="python")
     raw["data"]["task"] = bundle.task
+    if bundle.train_dataset is not None:  # a torch Dataset is used as it is
+        raw["data"]["preprocess"] = []
     if config.loss.name == "auto":
         raw["loss"] = _resolve_component(LOSSES, Component(name=default_loss(bundle.task)), "loss")
     metrics = config.train.metrics
@@ -161,7 +183,9 @@ def build_parts(
         bundle.n_outputs,
     ).to(device)
     if model is None:
-        model = build_model(config.model, bundle.sample_shape, loss.n_outputs(bundle.n_outputs))
+        model = build_model(
+            config.model, bundle.sample_shape, loss.n_outputs(bundle.n_outputs), bundle.task
+        )
     model = model.to(device)
     opt_entry = OPTIMIZERS.get(config.optimizer.name, key="optimizer")
     opt_options = opt_entry.parse_options(config.optimizer.options, "optimizer")

@@ -9,6 +9,7 @@ from torch import nn
 
 from nntune.losses import Loss
 from nntune.metrics import compute_metrics, metric_names, needs_probabilities
+from nntune.usercode import short_name
 
 
 @torch.no_grad()
@@ -42,7 +43,8 @@ def metric_values(
     """
     outputs = outputs.detach()
     if not bool(torch.isfinite(outputs).all()):  # non-finite outputs: metrics are undefined
-        return {name: math.nan for name in (metric_names(task) if metrics is None else metrics)}
+        names = metric_names(task) if metrics is None else metrics
+        return {short_name(name): math.nan for name in names}
     y_true = targets.detach().cpu().numpy()
     if task != "classification":
         return compute_metrics(task, y_true, outputs.float().cpu().numpy(), metrics)

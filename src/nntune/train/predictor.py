@@ -19,6 +19,7 @@ from nntune.models import build_model
 from nntune.models.quantize import quantized_like
 from nntune.train.callbacks.checkpoints import model_weights
 from nntune.train.checkpoint import load_checkpoint
+from nntune.train.code import trusted_meta
 from nntune.train.evaluate import outputs_for_metrics, predict_outputs
 from nntune.train.rundir import existing_run_dir
 
@@ -92,14 +93,18 @@ class Predictor:
         }
 
 
-def load_run(run_dir: str | Path, checkpoint: str = "best") -> Predictor:
-    """The model of a run folder (``best`` or ``last`` checkpoint), ready to predict."""
+def load_run(run_dir: str | Path, checkpoint: str = "best", trust_code: bool = False) -> Predictor:
+    """The model of a run folder (``best`` or ``last`` checkpoint), ready to predict. A run
+    that names user code (``models.py:Net``) is loaded only with ``trust_code``, from the
+    folder's own copies of that code."""
     folder = existing_run_dir(Path(run_dir))
     path = folder / "checkpoints" / f"{checkpoint}.pt"
     if not path.exists() and checkpoint == "best":
         path = folder / "checkpoints" / "last.pt"
     payload = load_checkpoint(path)
     meta = payload.get("meta") or {}
+    if "config" in meta:
+        meta = trusted_meta(meta, folder, trust_code)
     if meta.get("custom_model"):
         raise RunFolderError(
             f"'{folder}' was trained with your own model class {meta['custom_model']}; rebuild "
@@ -117,7 +122,10 @@ def load_run(run_dir: str | Path, checkpoint: str = "best") -> Predictor:
             meta["n_outputs"],
         )
         model = build_model(
-            config.model, tuple(meta["sample_shape"]), loss.n_outputs(meta["n_outputs"])
+            config.model,
+            tuple(meta["sample_shape"]),
+            loss.n_outputs(meta["n_outputs"]),
+            meta["task"],
         )
         quantized = (meta.get("compression") or {}).get("quantize")
         if quantized:

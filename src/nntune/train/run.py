@@ -23,7 +23,9 @@ from torch.utils.data import Dataset, TensorDataset
 from nntune.config import Config, SwaConfig, config_to_dict, config_to_yaml, load_config
 from nntune.config._load import ConfigSource
 from nntune.data import DataBundle, RawDataset, prepare_data
+from nntune.data.user import default_workers
 from nntune.errors import ConfigError, DataError, RunFolderError, TrainingError
+from nntune.metrics import summary_metrics
 from nntune.models import count_parameters
 from nntune.optim import Horizon, Schedule, needs_closure
 from nntune.records import RunResult
@@ -44,11 +46,13 @@ from nntune.train.callbacks import (
     MetricsLog,
     NanGuard,
     ProgressBar,
+    build_callbacks,
 )
 from nntune.train.callbacks.doctor import DoctorProbe
 from nntune.train.callbacks.snapshots import Snapshots, cycle_end_epochs
 from nntune.train.callbacks.tracking import Tracking, check_trackers, hyperparameters
 from nntune.train.checkpoint import load_checkpoint, write_json_atomic, write_text_atomic
+from nntune.train.code import write_code
 from nntune.train.distributed import (
     DataParallel,
     Shard,
@@ -141,7 +145,8 @@ def make_batches(
         lr_scaling=growth.lr_scaling if growth else "none",
     )
     if loader is not None:
-        return LoaderBatches(loader, sizes, device, shard=shard)
+        workers = default_workers(config.data)
+        return LoaderBatches(loader, sizes, device, num_workers=workers, shard=shard)
     x_train, y_train = bundle.x_train.to(device), bundle.y_train.to(device)
     if full_batch:
         return TensorBatches(x_train, y_train, len(x_train))
@@ -437,6 +442,10 @@ class Trainer:
         if probe is not None:
             callbacks.append(probe)
         callbacks += self.callbacks
+        callbacks += build_callbacks(
+            config.train.callbacks,
+            {"run_dir": run_dir, "task": bundle.task, "epochs": config.train.epochs},
+        )
         monitor = config.train.monitor or "val_loss"
         if writes:
             assert run_dir is not None
@@ -492,6 +501,7 @@ class Trainer:
         if self.resume is not None and run_dir is not None:
             self._load_state(engine, run_dir, writes)
         elif writes and run_dir is not None:
+            write_code(run_dir, config)
             write_text_atomic(run_dir / CONFIG, config_to_yaml(config))
 
         self.bundle = bundle
@@ -578,7 +588,8 @@ class Trainer:
 
     def _bundle(self, config: Config) -> tuple[DataBundle, Dataset | None]:
         if self.data is None:
-            return prepare_data(config.data, config.seed), None
+            bundle = prepare_data(config.data, config.seed)
+            return bundle, bundle.train_dataset
         if isinstance(self.data, Dataset) and not isinstance(self.data, TensorDataset):
             return _dataset_bundle(self.data, self.val_data, self.test_data, config), self.data
         raw = RawDataset(
@@ -677,7 +688,10 @@ class Trainer:
                 splits[name] = None
                 continue
             x, y = part
-            scores = evaluate(parts.model, parts.loss, bundle.task, x.to(device), y.to(device))
+            chosen = summary_metrics(bundle.task, config.train.metrics)
+            scores = evaluate(
+                parts.model, parts.loss, bundle.task, x.to(device), y.to(device), chosen
+            )
             splits[name] = {k: _finite_or_none(v) for k, v in scores.items()}
         seconds = engine.elapsed
         status = "failed" if error else ("stopped" if engine.stop_reason else "completed")

@@ -61,6 +61,10 @@ class DistillOptions(_Options):
     temperature: float = Field(4.0, gt=0.0, description="softening temperature T")
     alpha: float = Field(0.7, ge=0.0, le=1.0, description="weight of the soft (teacher) loss")
     checkpoint: Literal["best", "last"] = "best"
+    trust_code: bool = Field(
+        False,
+        description="the teacher run names user code: import it (from the run's own copies)",
+    )
 
 
 class Distillation(TrainingStrategy):
@@ -89,7 +93,7 @@ def distill(options: DistillOptions, context: dict[str, Any]) -> TrainingStrateg
     if context["task"] != "classification":
         raise ConfigError("strategy distill: distillation of class probabilities needs a "
                           "classification task")  # fmt: skip
-    teacher = load_run(Path(options.teacher), options.checkpoint)
+    teacher = load_run(Path(options.teacher), options.checkpoint, options.trust_code)
     meta, bundle = teacher.meta, context["bundle"]
     problems = []
     if list(meta.get("sample_shape", [])) != list(bundle.sample_shape):

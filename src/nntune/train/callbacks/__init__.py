@@ -6,8 +6,10 @@ from nntune.train.callbacks.early_stopping import EarlyStopping
 from nntune.train.callbacks.metrics_log import MetricsLog
 from nntune.train.callbacks.nan_guard import NanGuard
 from nntune.train.callbacks.progress import ProgressBar
+from nntune.train.callbacks.user import CALLBACKS, build_callbacks
 
 __all__ = [
+    "CALLBACKS",
     "Callback",
     "Checkpoints",
     "Decision",
@@ -19,4 +21,5 @@ __all__ = [
     "SkipStep",
     "Stop",
     "TrainState",
+    "build_callbacks",
 ]
