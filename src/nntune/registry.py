@@ -14,7 +14,7 @@ from typing import Any, Generic, TypeVar
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from nntune.errors import ConfigError, did_you_mean
-from nntune.usercode import file_hash, is_reference, source_file
+from nntune.usercode import code_digest, is_reference, source_label
 from nntune.validation import config_error
 
 B = TypeVar("B", bound=Callable[..., Any])
@@ -160,7 +160,7 @@ class Registry(Generic[B]):
                 f"{where}: a {self.kind} cannot come from user code; known {self.plural}: "
                 f"{', '.join(self._entries)}"
             )
-        cache_key = (reference, file_hash(source_file(reference, key or "")))
+        cache_key = (reference, code_digest(reference, key or ""))
         entry = self._user.get(cache_key)
         if entry is None:
             entry = self._user[cache_key] = self._adapter(reference, key or self.kind)
@@ -183,7 +183,7 @@ def user_entry(
         options=options,
         summary=doc.splitlines()[0] if doc else "",
         tags=frozenset({"user"}),
-        source=str(source_file(reference)),
+        source=source_label(reference),
         target=obj,
         hint=f"nntune fills these parameters by name: {', '.join(facts)}" if facts else "",
     )

@@ -81,6 +81,37 @@ def file_hash(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+# objects given in Python (nntune.search.tune(cfg, model=build_net)) live in this module of this
+# process only: a reference to them works like any other in every command run here
+IN_PROCESS = "nntune_objects"
+
+
+def register_object(obj: Any, what: str) -> str:
+    """A reference to ``obj`` (a class, factory or function given in Python), valid in this
+    process: configs can name it like code in a file."""
+    module = sys.modules.get(IN_PROCESS)
+    if module is None:
+        module = sys.modules[IN_PROCESS] = ModuleType(IN_PROCESS, "objects given in Python")
+    name = f"{_identifier(getattr(obj, '__name__', what))}_{id(obj):x}"
+    setattr(module, name, obj)
+    return f"{IN_PROCESS}:{name}"
+
+
+def is_in_process(text: str) -> bool:
+    return is_reference(text) and split_reference(text)[0] == IN_PROCESS
+
+
+def source_label(text: str) -> str:
+    """Where a reference's code is, for listings: its file, or 'a Python object'."""
+    return "a Python object" if is_in_process(text) else str(source_file(text))
+
+
+def code_digest(text: str, key: str = "") -> str:
+    """What identifies a reference's code now: its file's sha256 (an object given in Python:
+    its name, which holds its identity)."""
+    return text if is_in_process(text) else file_hash(source_file(text, key))
+
+
 def source_file(text: str, key: str = "") -> Path:
     """The file a reference's code comes from (a package module: its file, found without
     running it beyond its parent packages)."""
@@ -179,6 +210,11 @@ def _import_file(path: Path, text: str, key: str) -> ModuleType:
 
 
 def _import_module(module_name: str, text: str, key: str) -> ModuleType:
+    if module_name == IN_PROCESS and IN_PROCESS not in sys.modules:
+        raise ConfigError(
+            f"{_where(key, text)}: names an object given in Python to another process; pass "
+            "the object again, or name its code as path.py:name"
+        )
     try:
         return importlib.import_module(module_name)
     except ModuleNotFoundError as err:
@@ -263,6 +299,13 @@ def options_model(
     fields: dict[str, Any] = {}
     for p in params:
         if p.kind == inspect.Parameter.VAR_KEYWORD or p.name in facts:
+            continue
+        if p.name == "name":  # `name:` of a component is its reference, never an option
+            if p.default is inspect.Parameter.empty:
+                raise ConfigError(
+                    f"'{text}': its parameter 'name' has no default, and a config cannot set "
+                    "it (name: is the component's own key); give it a default or rename it"
+                )
             continue
         default = ... if p.default is inspect.Parameter.empty else p.default
         fields[p.name] = (hints.get(p.name, Any), default)

@@ -421,6 +421,7 @@ class Auto:
             "onnx",
             checkpoint=final_checkpoint(Path(final)),
             out=self.folder / "model.onnx",
+            trust_code=True,  # auto trained it from the user's own data
         )
         self.record["export"] = {
             "path": exported["path"],

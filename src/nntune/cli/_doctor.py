@@ -67,6 +67,10 @@ def report_lines(report: dict) -> list[str]:
     repair = report.get("repair")
     if repair is not None:
         for step in repair["tried"]:
+            if "skipped" in step or "error" in step:
+                why = step.get("skipped") or step.get("error")
+                lines.append(f"skipped  {step['kind']}: {step['remedy']}: {why}")
+                continue
             verdict = "kept" if step.get("kept") else "rejected"
             lines.append(
                 f"tried    {step['kind']}: {step['remedy']} → {verdict} "

@@ -14,7 +14,7 @@ from pydantic import ValidationError
 from nntune.config._component import Component
 from nntune.config._schema import COMPONENT_FIELDS, Config
 from nntune.errors import ConfigError
-from nntune.usercode import REFERENCE_PATTERN, absolute_reference, is_reference
+from nntune.usercode import REFERENCE_PATTERN, absolute_reference, is_reference, short_name
 from nntune.validation import config_error
 
 # Keys whose values are file paths when they look like one; resolved against the config's folder.
@@ -183,7 +183,7 @@ def load_config(
         path = Path(source).expanduser()
         raw = resolve_paths(read_yaml(path), path.resolve().parent)
         name_default = path.stem
-    pairs = _override_pairs(overrides)
+    pairs = override_pairs(overrides)
     raw = resolve_paths(apply_overrides(raw, pairs), Path.cwd())
     config = validate_config(raw)
     if config.name is None:
@@ -192,11 +192,15 @@ def load_config(
 
 
 def _default_name(config: Config) -> str:
-    dataset = Path(config.data.dataset).stem if "/" in config.data.dataset else config.data.dataset
-    return f"{dataset}-{config.model.arch.name}"
+    dataset, arch = config.data.dataset, config.model.arch.name
+    if is_reference(dataset):
+        dataset = short_name(dataset)
+    elif "/" in dataset:
+        dataset = Path(dataset).stem
+    return f"{dataset}-{short_name(arch)}"
 
 
-def _override_pairs(overrides: Iterable[str] | Mapping[str, Any] | None) -> list[tuple[str, Any]]:
+def override_pairs(overrides: Iterable[str] | Mapping[str, Any] | None) -> list[tuple[str, Any]]:
     if overrides is None:
         return []
     if isinstance(overrides, Mapping):

@@ -190,8 +190,10 @@ def split_dataset(
 ) -> tuple[dict[str, Any], Dataset, str]:
     """The parts of a user's Dataset (or Datasets by split): validation and test parts as
     tensors, the training part as a Subset; returns ``(parts, train_subset, task)``."""
-    default = DataConfig.model_fields["preprocess"].get_default(call_default_factory=True)
-    if data.preprocess and data.preprocess != default:  # the default is dropped (resolved: [])
+    given = [
+        (p.name, {k: v for k, v in p.options.items() if v is not None}) for p in data.preprocess
+    ]
+    if given and given != [("standardize", {})]:  # the default is dropped (resolved: [])
         raise ConfigError(
             f"data.preprocess = {[p.name for p in data.preprocess]}: {where} returned a torch "
             "Dataset, which nntune uses as it is (preprocessing is fitted on a whole table); "

@@ -29,12 +29,12 @@ from nntune.config import (
     apply_overrides,
     config_to_dict,
     config_to_yaml,
-    load_config,
     validate_config,
 )
 from nntune.diagnose.remedies import remedies_for
 from nntune.errors import ConfigError, TrainingError
 from nntune.train.checkpoint import write_json_atomic, write_text_atomic
+from nntune.train.objects import with_objects
 
 SEVERITY = {"high": 0, "medium": 1, "low": 2}
 
@@ -109,15 +109,23 @@ def doctor(
     out: Path | None = None,
     runs_root: Path = Path("runs"),
     progress: Callable[[str], None] | None = None,
+    model: Any = None,
+    data: Any = None,
+    loss: Any = None,
+    metrics: Any = None,
 ) -> dict[str, Any]:
     """Diagnose (and with ``repair`` verify fixes for) a config; returns the contract's JSON
     object and writes it, with repaired.yaml and report.html, to ``out`` (default
-    runs/<name>-doctor-<time>/)."""
+    runs/<name>-doctor-<time>/).
+    ``model``, ``data``, ``loss``, ``metrics``: your own objects given in Python (a model
+    class or factory, data as (x, y), a dict of splits, a DataFrame or a Dataset; see
+    :mod:`nntune.train.objects`).
+    """
     if seeds < 2 and repair:
         raise ConfigError(f"--seeds {seeds}: a verified repair needs at least 2 seeds")
     if epochs is not None and epochs < 1:
         raise ConfigError(f"--epochs {epochs}: must be at least 1")
-    base = load_config(config, overrides)
+    base = with_objects(config, overrides, model=model, data=data, loss=loss, metrics=metrics)
     if epochs is not None:
         base.train.epochs = epochs
     folder = out or runs_root / f"{base.name}-doctor-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -165,6 +173,27 @@ def candidate_remedies(kind: str, config: Config) -> list[tuple[str, dict[str, A
     return [(f"lr {suggested:g} from the LR range test", {"optimizer.lr": suggested}), *remedies]
 
 
+def not_applicable(config: Config, changes: dict[str, Any]) -> str | None:
+    """Why a remedy cannot change the model, or None: a user's arch takes model.activation,
+    model.norm... only where its signature says so; nntune does not edit the user's code."""
+    from nntune.models import ARCHS
+    from nntune.models.user import MODEL_KEYS
+    from nntune.usercode import is_reference, short_name, takes
+
+    arch = config.model.arch.name
+    if not is_reference(arch):
+        return None
+    target = ARCHS.get(arch, key="model.arch").target
+    for key in changes:
+        section, _, name = key.partition(".")
+        if section == "model" and name in MODEL_KEYS and not takes(target, name):
+            return (
+                f"{key} changes the architecture, and your arch {short_name(arch)} takes no "
+                f"'{name}' parameter: make the change in its code (or give it that parameter)"
+            )
+    return None
+
+
 def verified_repair(
     base: Config,
     probe_run: Trial,
@@ -185,6 +214,10 @@ def verified_repair(
         if not any(kind in r.kinds for r in runs):
             continue  # an earlier remedy fixed it too
         for label, changes in candidate_remedies(kind, current):
+            why = not_applicable(current, changes)
+            if why is not None:
+                tried.append({"kind": kind, "remedy": label, "changes": changes, "skipped": why})
+                continue
             try:
                 candidate = apply_changes(current, changes)
             except ConfigError as err:

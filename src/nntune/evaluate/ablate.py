@@ -36,6 +36,7 @@ from nntune.evaluate.compare import (
 )
 from nntune.evaluate.stats import paired_t_test
 from nntune.optim import infer_mode
+from nntune.train.objects import with_objects
 
 Overrides = Sequence[str] | Mapping[str, Any] | None
 Change = dict[str, Any]
@@ -150,6 +151,10 @@ def ablate(
     *,
     alpha: float = ALPHA,
     progress: Callable[[str], None] | None = None,
+    model: Any = None,
+    data: Any = None,
+    loss: Any = None,
+    metrics: Any = None,
 ) -> dict[str, Any]:
     """Train ``config`` (with ``overrides``) and, per row, the same recipe with one change, on
     seeds 0..seeds-1, and test each row against the full recipe.
@@ -162,6 +167,9 @@ def ablate(
     "change", "mean", "std", "values", "delta", "p_value", "verdict", "summary"}], ...}``;
     ``delta`` is row mean − full mean. With no rows nothing is trained: ``full`` is None and
     ``message`` says why.
+    ``model``, ``data``, ``loss``, ``metrics``: your own objects given in Python (a model
+    class or factory, data as (x, y), a dict of splits, a DataFrame or a Dataset; see
+    :mod:`nntune.train.objects`).
     """
     if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 2:
         raise ConfigError(
@@ -169,7 +177,7 @@ def ablate(
             "(5 or more to be useful)"
         )
     wanted = parse_metric(metric) if metric is not None else None
-    base = load_config(config, overrides)
+    base = with_objects(config, overrides, model=model, data=data, loss=loss, metrics=metrics)
     rows = find_tricks(base) if tricks is None else parse_tricks(tricks)
     test = f"paired t-test (scipy.stats.ttest_rel, two-sided) at alpha {alpha}"
     if not rows:

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from nntune.config import Config, load_config
+from nntune.config import Config
 from nntune.config._load import ConfigSource
 from nntune.errors import ConfigError, DataError, TrainingError, did_you_mean
 from nntune.evaluate.evaluation import run_loss
@@ -31,6 +31,7 @@ from nntune.evaluate.stats import (
 )
 from nntune.metrics import METRICS
 from nntune.optim import infer_mode
+from nntune.train.objects import with_objects
 
 ALPHA = 0.05
 DEFAULT_METRIC = {"classification": "test_accuracy", "regression": "test_rmse"}
@@ -81,6 +82,10 @@ def compare(
     *,
     alpha: float = ALPHA,
     progress: Callable[[str], None] | None = None,
+    model: Any = None,
+    data: Any = None,
+    loss: Any = None,
+    metrics: Any = None,
 ) -> dict[str, Any]:
     """Train ``config_a`` and ``config_b`` on seeds 0..seeds-1 (``overrides`` apply to both)
     and test whether their ``metric`` differs (default: test_accuracy for classification,
@@ -88,6 +93,9 @@ def compare(
 
     Returns ``{"verdict": "A better" | "B better" | "no evidence", "metric", "a", "b",
     "p_value", "test", ...}`` (see the module's docstring for the statistics).
+    ``model``, ``data``, ``loss``, ``metrics``: your own objects given in Python, for both
+    configs (a model class or factory, data as (x, y), a dict of splits, a DataFrame or a
+    Dataset; see :mod:`nntune.train.objects`).
     """
     if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 2:
         raise ConfigError(
@@ -96,7 +104,11 @@ def compare(
         )
     wanted = parse_metric(metric) if metric is not None else None
     # both configs checked before anything trains
-    configs = {"A": load_config(config_a, overrides), "B": load_config(config_b, overrides)}
+    objects = {"model": model, "data": data, "loss": loss, "metrics": metrics}
+    configs = {
+        "A": with_objects(config_a, overrides, **objects),
+        "B": with_objects(config_b, overrides, **objects),
+    }
     started = time.perf_counter()
     values: dict[str, list[float]] = {"A": [], "B": []}
     last: dict[str, tuple[np.ndarray, np.ndarray] | None] = {}

@@ -30,11 +30,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from nntune.config import Config, load_config
+from nntune.config import Config
 from nntune.config._load import ConfigSource
 from nntune.errors import ConfigError, TrainingError
 from nntune.evaluate.compare import DEFAULT_METRIC, Overrides, _check_metric, parse_metric
 from nntune.optim import infer_mode
+from nntune.train.objects import with_objects
 
 MAX_LOO_SAMPLES = 500
 METHODS = (
@@ -59,6 +60,10 @@ def cross_validate(
     metric: str | None = None,
     progress: Progress | None = None,
     on_fold: FoldHook | None = None,
+    model: Any = None,
+    data: Any = None,
+    loss: Any = None,
+    metrics: Any = None,
 ) -> dict[str, Any]:
     """Cross-validate ``config`` (a YAML path, a mapping or a Config; ``overrides`` as for
     ``--set``) with ``folds`` folds, ``repeats`` times (``loo``: leave-one-out instead).
@@ -73,9 +78,12 @@ def cross_validate(
     "per_fold": [...], "note", "seconds"}``. Raises :class:`~nntune.errors.ConfigError` on bad
     arguments (folds < 2, more folds than samples of a class, leave-one-out on more than
     500 samples) before anything trains.
+    ``model``, ``data``, ``loss``, ``metrics``: your own objects given in Python (a model
+    class or factory, data as (x, y), a dict of splits, a DataFrame or a Dataset; see
+    :mod:`nntune.train.objects`).
     """
     _check_counts(folds, repeats, loo)
-    cfg = load_config(config, overrides)
+    cfg = with_objects(config, overrides, model=model, data=data, loss=loss, metrics=metrics)
     wanted = parse_metric(metric) if metric is not None else None
     if wanted is not None and wanted[0] != "test":
         raise ConfigError(

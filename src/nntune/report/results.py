@@ -149,7 +149,7 @@ def doctor_report(result: dict[str, Any], folder: Path) -> Page:
                         t.get("problem_gone"),
                         t.get("before"),
                         t.get("after"),
-                        t.get("kept", t.get("error")),
+                        t.get("kept", t.get("skipped") or t.get("error")),
                     )
                     for t in tried
                 ],

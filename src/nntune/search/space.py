@@ -300,7 +300,20 @@ def default_space(config: Config, task: str) -> dict[str, dict[str, Any]]:
         space["loss.label_smoothing"] = {"uniform": [0.0, 0.2], "steps": 3}
         if loss == "auto":
             space["loss.name"] = {"choice": ["cross_entropy"]}
-    return space
+    return {key: spec for key, spec in space.items() if _understood(config, key)}
+
+
+def _understood(config: Config, key: str) -> bool:
+    """A user's arch takes model.dropout, model.hidden... only where its signature says so;
+    the default space leaves the keys it does not take alone (it searches none of the arch's
+    own options either: their ranges are the user's to give in search.space)."""
+    from nntune.models import ARCHS
+    from nntune.usercode import is_reference, takes
+
+    section, _, name = key.partition(".")
+    if section != "model" or not is_reference(config.model.arch.name):
+        return True
+    return takes(ARCHS.get(config.model.arch.name, key="model.arch").target, name)
 
 
 def _round(value: float) -> float:

@@ -64,6 +64,7 @@ from nntune.search.study import (
 )
 from nntune.train.build import check_components, logged_keys, resolve_for_data
 from nntune.train.checkpoint import write_json_atomic, write_text_atomic
+from nntune.train.objects import names_objects, with_objects
 from nntune.train.run import available_cores
 
 STATES = optuna.trial.TrialState
@@ -82,6 +83,10 @@ class TuneOptions:
     runs_root: Path = Path("runs")
     retrain_best: int = 0
     quiet: bool = False
+
+    def __post_init__(self) -> None:  # paths given as strings from Python
+        self.out = Path(self.out) if self.out is not None else None
+        self.runs_root = Path(self.runs_root)
 
 
 def _check_options(options: TuneOptions) -> None:
@@ -223,14 +228,26 @@ def tune(
     config: str | Path | Mapping[str, Any] | Config,
     overrides: Sequence[str] | Mapping[str, Any] | None = None,
     options: TuneOptions | None = None,
+    *,
+    model: Any = None,
+    data: Any = None,
+    loss: Any = None,
+    metrics: Any = None,
     **kwargs: Any,
 ) -> StudyResult:
     """Search hyperparameters of ``config``; returns the study's result (also in
-    ``<study folder>/summary.json``). Keyword arguments are :class:`TuneOptions` fields."""
+    ``<study folder>/summary.json``). Other keyword arguments are :class:`TuneOptions` fields;
+    ``model``, ``data``, ``loss``, ``metrics``: your own objects given in Python (see
+    :mod:`nntune.train.objects`); they live in this process, so the study runs one worker."""
     started = time.time()
     options = options or TuneOptions(**kwargs)
     _check_options(options)
-    base = load_config(config, overrides)
+    base = with_objects(config, overrides, model=model, data=data, loss=loss, metrics=metrics)
+    if names_objects(base) and options.workers > 1:
+        raise ConfigError(
+            f"--workers {options.workers}: objects given in Python (model=, data=...) live in "
+            "this process; run the study with workers=1, or name their code as path.py:name"
+        )
     job, study_dir = plan_study(base, options, started)
     _prepare_folder(study_dir, base)
     # the parent creates the study (and a database's tables) before any worker starts: workers

@@ -19,6 +19,7 @@ from nntune.errors import ConfigError, DataError
 from nntune.evaluate.evaluation import OpenedRun, open_run, split_part
 from nntune.evaluate.scores import classification_scores, regression_scores
 from nntune.train.evaluate import outputs_for_metrics, predict_outputs
+from nntune.usercode import is_reference, split_reference
 
 
 def snapshot_names(run_dir: Path) -> list[str]:
@@ -122,6 +123,10 @@ SAMPLE_FIELDS = ("dataset", "target", "features", "task", "n_samples", "noise", 
 def _samples(opened: OpenedRun) -> dict[str, Any]:
     data = opened.config.data
     fields = {name: getattr(data, name) for name in SAMPLE_FIELDS}
+    if is_reference(data.dataset):  # user code: the same code (by its hash), wherever it lies
+        module, attr = split_reference(data.dataset)
+        fields["dataset"] = f"{opened.config.code.get(module, module)}:{attr}"
+        fields["dataset options"] = dict(data.model_extra or {})
     fields["split seed"] = data.split_seed if data.split_seed is not None else opened.config.seed
     return fields
 

@@ -20,7 +20,14 @@ from typing import Any
 
 from nntune.config import Config, config_to_dict, reference_places, validate_config
 from nntune.errors import ConfigError, RunFolderError
-from nntune.usercode import code_key, copy_name, file_hash, source_file, use_copy
+from nntune.usercode import (
+    code_key,
+    copy_name,
+    file_hash,
+    is_in_process,
+    source_file,
+    use_copy,
+)
 
 
 class UntrustedCodeError(RunFolderError):
@@ -30,10 +37,16 @@ class UntrustedCodeError(RunFolderError):
 def code_hashes(config: Config) -> dict[str, str]:
     """``{path or module: sha256}`` of the user files ``config`` names, as they are now."""
     found: dict[str, str] = {}
-    for key, container, index in reference_places(config_to_dict(config)):
+    for key, container, index in _file_places(config_to_dict(config)):
         reference = container[index]
         found[code_key(reference)] = file_hash(source_file(reference, key))
     return found
+
+
+def _file_places(config: dict[str, Any]) -> list[tuple[str, Any, Any]]:
+    """The references to code in files (objects given in Python have none to hash or copy,
+    and nothing to import: they are the objects themselves, in this process only)."""
+    return [p for p in reference_places(config) if not is_in_process(p[1][p[2]])]
 
 
 def check_code(config: Config) -> Config:
@@ -61,7 +74,7 @@ def check_code(config: Config) -> Config:
 
 def write_code(run_dir: Path, config: Config) -> None:
     """Copy the user files of ``config`` (hashed by check_code) into ``run_dir/code/``."""
-    for key, container, index in reference_places(config_to_dict(config)):
+    for key, container, index in _file_places(config_to_dict(config)):
         reference = container[index]
         name = code_key(reference)
         digest = config.code.get(name)
@@ -74,10 +87,6 @@ def write_code(run_dir: Path, config: Config) -> None:
         temporary = target.with_name(f".{target.name}.tmp")
         shutil.copyfile(source_file(reference, key), temporary)
         temporary.replace(target)
-
-
-def names_code(config: dict[str, Any]) -> bool:
-    return bool(reference_places(config))
 
 
 def trusted_meta(meta: dict[str, Any], run_dir: Path, trust_code: bool) -> dict[str, Any]:
@@ -94,8 +103,8 @@ def trusted_meta(meta: dict[str, Any], run_dir: Path, trust_code: bool) -> dict[
 
 
 def _pairs(before: dict[str, Any], after: dict[str, Any]) -> list[tuple[str, str]]:
-    old = [c[i] for _, c, i in reference_places(before)]
-    new = [c[i] for _, c, i in reference_places(after)]
+    old = [c[i] for _, c, i in _file_places(before)]
+    new = [c[i] for _, c, i in _file_places(after)]
     return list(zip(old, new, strict=True))
 
 
@@ -103,7 +112,7 @@ def trusted_config(config: dict[str, Any], run_dir: Path, trust_code: bool) -> d
     """A run folder's config with its references pointing at the folder's own copies of the
     code; without ``trust_code`` a folder that names user code is refused, naming the files."""
     config = copy.deepcopy(config)
-    places = reference_places(config)
+    places = _file_places(config)
     if not places:
         return config
     recorded: dict[str, str] = dict(config.get("code") or {})

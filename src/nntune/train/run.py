@@ -578,6 +578,14 @@ class Trainer:
             for k in set(mine) | set(theirs)
             if mine.get(k) != theirs.get(k) and k not in RESUMABLE_CHANGES
         )
+        code = [k.removeprefix("code.") for k in differ if k.startswith("code.")]
+        if code:
+            raise ConfigError(
+                f"--resume {self.resume}: user code changed since the run started: "
+                f"{', '.join(code)} (sha256 recorded in its config.yaml under code:); a resumed "
+                "run would train on with other code than it began with, so restore the file(s) "
+                "or start a new run"
+            )
         if differ:
             shown = ", ".join(f"{k}: {theirs.get(k)!r} → {mine.get(k)!r}" for k in differ[:8])
             raise ConfigError(
