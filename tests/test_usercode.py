@@ -436,3 +436,34 @@ def test_tune_doctor_cv_compare_ablate_take_the_objects_themselves(in_tmp: Path)
         tune(config, trials=1, model=PyNet(5, 2), data=_xy())
     with pytest.raises(ConfigError, match="workers"):
         tune(config, trials=2, workers=2, **objects)
+
+
+# --- the worked example of docs/own-code.md -----------------------------------------------------
+
+
+def test_the_worked_example_train_tune_doctor_serve(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The four commands of docs/own-code.md on examples/own/own.yaml, with fewer epochs."""
+    from tests.test_serve import Server, post
+
+    recipe = str(Path(__file__).parents[1] / "examples" / "own" / "own.yaml")
+    quick = ["--set", "train.epochs=8", "--set", "train.threads=1"]
+    summary = ok_json(capsys, tmp_path, "train", recipe, *quick, "--out", "run", "--no-report")
+    assert summary["test"]["accuracy"] > 0.8 and "worst_recall" in summary["test"]
+    study = ok_json(capsys, tmp_path, "tune", recipe, *quick, "--trials", "2",
+                    "--retrain-best", "1", "--out", "study", "--quiet")  # fmt: skip
+    assert study["n_failed"] == 0 and "test_worst_recall" in study["retrain"]
+    report = ok_json(capsys, tmp_path, "doctor", recipe, *quick, "--repair", "--epochs", "3",
+                     "--out", "doctor")  # fmt: skip
+    assert "repair" in report
+    from sklearn.datasets import load_wine
+
+    rows = load_wine(as_frame=True).frame.drop(columns=["target"]).head(3)
+    server = Server(tmp_path / "run", tmp_path, "--trust-code")
+    try:
+        status, answer = post(server.url, {"inputs": rows.to_numpy().tolist()})
+    finally:
+        server.stop()
+    assert status == 200, answer
+    assert answer["predictions"] == ["class_0"] * 3

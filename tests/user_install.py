@@ -467,6 +467,17 @@ def finish_auto(user: User, process: subprocess.Popen[str]) -> None:
     check((user.home / export["path"]).exists(), f"auto's {export['path']} does not exist")
 
 
+def own_code(user: User) -> None:
+    """Code of the user's own (examples/own/): trains; its run folder needs --trust-code."""
+    user.run("train", "examples/own/own.yaml", "--set", "train.epochs=2", "--out", "runs/own")
+    refused = user.run("evaluate", "runs/own", expect=2)
+    check("--trust-code" in refused.stderr, f"evaluate without --trust-code: {refused.stderr}")
+    result = user.json("evaluate", "runs/own", "--trust-code")
+    check(result["metrics"].get("accuracy") is not None, f"evaluate --trust-code: {result}")
+    listed = user.run("list", "archs", "--config", "examples/own/own.yaml").stdout
+    check("ResidualMLP (from " in listed, f"list archs --config: {listed[-500:]}")
+
+
 def python_api(user: User) -> None:
     script = (
         "import nntune\n"
@@ -490,6 +501,7 @@ STEPS: list[Callable[[User], None]] = [
     compress_export_ensemble,
     serve,
     opt_in_features,
+    own_code,
     python_api,
 ]
 
