@@ -467,3 +467,18 @@ def test_the_worked_example_train_tune_doctor_serve(
         server.stop()
     assert status == 200, answer
     assert answer["predictions"] == ["class_0"] * 3
+
+
+@pytest.mark.parametrize("loader", ["load_table", "load_dataset"])  # a DataFrame, a Dataset
+def test_auto_takes_a_dataset_of_the_user_s_own(
+    home: Path, capsys: pytest.CaptureFixture[str], loader: str
+) -> None:
+    done = cli(capsys, home, "auto", f"loaders.py:{loader}", "--budget", "12s", "--seeds", "1",
+               "--out", "auto", "--json")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    statuses = {s["stage"]: s["status"] for s in result["stages"]}
+    assert statuses["data"] == statuses["retrain"] == statuses["export"] == "done", result["stages"]
+    assert "failed" not in statuses.values(), result["stages"]
+    assert result["final"]["metrics"]["accuracy"] > 0.7
+    assert (home / "auto" / "model.onnx").exists()

@@ -19,6 +19,7 @@ from nntune.data.datasets import RawDataset, is_data_file, load_dataset
 from nntune.data.pipeline import infer_task
 from nntune.data.profile import profile_frame, suggest_preprocess
 from nntune.errors import DataError
+from nntune.usercode import absolute_reference, is_reference
 
 KINDS = ("table", "signal", "image")
 # below this many validation rows, accuracy moves in steps of 0.2 % or more and many trials tie
@@ -65,6 +66,10 @@ class DataFacts:
 
 
 def _source(data: str) -> str:
+    if is_reference(data):  # user code: a file next to the working directory, or a package
+        reference = absolute_reference(data, Path.cwd())
+        DATASETS.get(reference, key="dataset")
+        return reference
     if is_data_file(data):
         path = Path(data).expanduser().resolve()
         if not path.exists():
@@ -78,6 +83,8 @@ def _target_column(dataset: str, raw: RawDataset, target: str | None) -> str | N
     """The column the loader took as the target (it guesses one when none is given)."""
     if target is not None or not isinstance(raw.x, pd.DataFrame):
         return target
+    if raw.target is not None:
+        return raw.target
     path = Path(dataset)
     if path.suffix.lower() in (".parquet", ".pq"):
         columns = [str(c) for c in pd.read_parquet(path).columns]
@@ -93,7 +100,7 @@ def _kind(dataset: str, x: pd.DataFrame | np.ndarray) -> str:
     image for (H, W) or (C, H, W) samples and the built-in image sets."""
     if isinstance(x, pd.DataFrame):
         return "table"
-    if not is_data_file(dataset):
+    if not is_data_file(dataset) and not is_reference(dataset):
         tags = DATASETS.get(dataset, key="dataset").tags
         for kind in ("image", "signal"):
             if kind in tags:
@@ -110,6 +117,11 @@ def understand(data: str, target: str | None = None, task: str = "auto") -> Data
     """Load ``data`` (a built-in name or a .csv/.parquet/.npz file) and describe it."""
     dataset = _source(data)
     raw = load_dataset(dataset, target=target)
+    if raw.source is not None:  # a torch Dataset of the user's: its items, to look at them
+        from nntune.data.user import materialize
+
+        xs, ys = materialize(raw.source["train"])
+        raw = RawDataset(name=raw.name, x=xs.numpy(), y=ys.numpy(), source=raw.source)
     target = _target_column(dataset, raw, target)
     kind = _kind(dataset, raw.x)
     notes: list[str] = []
@@ -128,6 +140,9 @@ def understand(data: str, target: str | None = None, task: str = "auto") -> Data
         preprocess = suggest_preprocess(found) or ["standardize"]
     else:
         preprocess = ["standardize"]
+    if raw.source is not None:
+        preprocess = []  # a Dataset is used as it is
+        notes.append("a torch Dataset: used as it is (no preprocessing), batched by a DataLoader")
     sample_shape = list(np.asarray(raw.x).shape[1:]) if kind != "table" else [raw.x.shape[1]]
     n_classes = len(np.unique(y)) if task == "classification" else None
     return DataFacts(

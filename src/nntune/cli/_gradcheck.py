@@ -75,7 +75,7 @@ def run_gradcheck(config_path: Path, overrides: list[str], **options: Any) -> Gr
     config = resolve_for_data(config, bundle)
     # on the CPU whatever train.device says: float64 there is exact and deterministic
     parts = build_parts(config, bundle, torch.device("cpu"))
-    x, y = bundle.x_train[:SAMPLES], bundle.y_train[:SAMPLES]
+    x, y = bundle.train_sample(SAMPLES)
     return gradcheck(parts.model, x, y, loss=parts.loss, seed=config.seed, **options)
 
 

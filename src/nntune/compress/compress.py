@@ -206,7 +206,7 @@ def _quantize_static(model: nn.Module, opened: OpenedRun, samples: int) -> nn.Mo
     """FX graph mode static quantization, its activation ranges observed on the first
     ``samples`` rows of the run's training part (preprocessed, not augmented)."""
     try:
-        return quantize_static(model, opened.bundle.x_train[:samples])
+        return quantize_static(model, opened.bundle.train_sample(samples)[0])
     except Exception as err:  # FX tracing or a layer without a quantized kernel
         raise ConfigError(
             f"--quantize static: this model cannot be quantized statically ({type(err).__name__}: "

@@ -38,6 +38,7 @@ class RawDataset:
     y_val: np.ndarray | None = None
     # a user's torch Dataset (then x and y are empty): split by index, batched by a DataLoader
     source: Any = None
+    target: str | None = None  # a table's target column (given, or the one guessed)
 
     def __post_init__(self) -> None:
         if len(self.x) != len(self.y):
@@ -274,7 +275,8 @@ def from_table(
             f"data.target '{target}' in '{path}' has missing values (rows {rows}...); "
             "drop those rows from the file"
         )
-    return RawDataset(name=path.name, x=frame[features].reset_index(drop=True), y=y)
+    x = frame[features].reset_index(drop=True)
+    return RawDataset(name=path.name, x=x, y=y, target=target)
 
 
 def _load_npz(path: Path) -> RawDataset:

@@ -90,6 +90,17 @@ class DataBundle:
     # a user's torch Dataset: the training part, batched by a DataLoader (x_train is empty)
     train_dataset: Any = None
 
+    def train_sample(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """At most ``n`` training samples as tensors (from a torch Dataset: items spread over
+        it), for checks that read data rather than train on it."""
+        if self.train_dataset is None:
+            return self.x_train[:n], self.y_train[:n]
+        from nntune.data.user import materialize
+
+        total = len(self.train_dataset)
+        picked = np.unique(np.linspace(0, total - 1, min(total, n)).astype(int))
+        return materialize(self.train_dataset, picked)
+
     def split(self, name: str) -> tuple[torch.Tensor, torch.Tensor] | None:
         x, y = getattr(self, f"x_{name}"), getattr(self, f"y_{name}")
         return None if x is None or y is None else (x, y)

@@ -360,8 +360,9 @@ def lr_find(
     config = resolve_for_data(config, bundle)
     own = copy.deepcopy(model) if model is not None else None
     parts = build_parts(config, bundle, device, own)
-    check_combinations(config, parts, device, False)
-    batches = make_batches(config, bundle, None, parts.full_batch, device)
+    loader = bundle.train_dataset  # a user's torch Dataset, batched by a DataLoader
+    check_combinations(config, parts, device, loader is not None)
+    batches = make_batches(config, bundle, loader, parts.full_batch, device)
 
     net, loss_fn, optimizer = parts.model, parts.loss, parts.optimizer
     params = [p for group in optimizer.param_groups for p in group["params"]]

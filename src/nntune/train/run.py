@@ -86,6 +86,9 @@ def available_cores() -> int:
         return os.cpu_count() or 1
 
 
+DATA_CHECK_ITEMS = 2000  # items of a torch Dataset the doctor's data checks read
+
+
 def doctor_findings(
     config: Config, bundle: DataBundle, engine: Engine, probe: DoctorProbe, failure: str | None
 ) -> dict[str, Any]:
@@ -95,13 +98,16 @@ def doctor_findings(
 
     stats = probe.finish()
     others = [x for x in (bundle.x_val, bundle.x_test) if x is not None]
+    # the whole training part held in memory; of a torch Dataset, a sample of its items
+    in_memory = bundle.train_dataset is None
+    x_train, y_train = bundle.train_sample(len(bundle.x_train) if in_memory else DATA_CHECK_ITEMS)
     facts = RunFacts(
         history=engine.state.history.to_json(),
         task=bundle.task,
         epochs=config.train.epochs,
         probe=stats,
         failure=failure,
-        data=data_checks(bundle.x_train, bundle.y_train, bundle.task, others),
+        data=data_checks(x_train, y_train, bundle.task, others),
         n_classes=bundle.n_outputs if bundle.task == "classification" else None,
     )
     problems = detect(facts)
