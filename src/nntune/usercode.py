@@ -232,6 +232,14 @@ def _import_module(module_name: str, text: str, key: str) -> ModuleType:
         ) from None
 
 
+def load_callable(text: str, key: str = "") -> Callable[..., Any]:
+    """The callable a reference names (a class, a factory, a function)."""
+    target = load_object(text, key)
+    if not callable(target):
+        raise ConfigError(f"{_where(key, text)}: {type(target).__name__} is not callable")
+    return target
+
+
 def user_traceback(err: BaseException) -> str:
     """The traceback of an error raised in user code, without nntune's own frames."""
     frames = [
@@ -316,6 +324,23 @@ def options_model(
     except Exception:  # an annotation pydantic cannot check: check names and presence only
         loose = {k: (Any, default) for k, (_, default) in fields.items()}
         return create_model(name, __config__=config, **loose)  # type: ignore[call-overload]
+
+
+def construct(
+    target: Callable[..., Any],
+    options: Mapping[str, Any],
+    facts: Mapping[str, Any],
+    text: str,
+    key: str,
+    kind: type,
+    what: str,
+) -> Any:
+    """``call_with`` for a class or factory that must make a ``kind`` (named ``what`` in the
+    error when it does not)."""
+    made = call_with(target, options, facts, text, key)
+    if not isinstance(made, kind):
+        raise UserCodeError(f"{_where(key, text)}: it made a {type(made).__name__}, not {what}")
+    return made
 
 
 def call_with(

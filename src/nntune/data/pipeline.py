@@ -90,6 +90,35 @@ class DataBundle:
     # a user's torch Dataset: the training part, batched by a DataLoader (x_train is empty)
     train_dataset: Any = None
 
+    @classmethod
+    def of_dataset(
+        cls,
+        val: tuple[torch.Tensor, torch.Tensor] | None,
+        test: tuple[torch.Tensor, torch.Tensor] | None,
+        *,
+        task: str,
+        n_outputs: int,
+        sample_shape: tuple[int, ...],
+        dataset: str,
+        train_dataset: Any = None,
+    ) -> DataBundle:
+        """A bundle whose training part is a torch Dataset (x_train is empty): validation and
+        test parts in memory."""
+        empty = torch.empty(0)
+        return cls(
+            x_train=empty,
+            y_train=empty,
+            x_val=val[0] if val else None,
+            y_val=val[1] if val else None,
+            x_test=test[0] if test else None,
+            y_test=test[1] if test else None,
+            task=task,
+            n_outputs=n_outputs,
+            sample_shape=sample_shape,
+            dataset=dataset,
+            train_dataset=train_dataset,
+        )
+
     def train_sample(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
         """At most ``n`` training samples as tensors (from a torch Dataset: items spread over
         it), for checks that read data rather than train on it."""
@@ -217,15 +246,9 @@ def _dataset_bundle(raw: RawDataset, data: DataConfig, seed: int) -> DataBundle:
     from nntune.data.user import split_dataset
 
     parts, train, task = split_dataset(raw.source, data, seed, f"data.dataset = '{data.dataset}'")
-    val, test = parts["val"], parts["test"]
-    empty = torch.empty(0)
-    return DataBundle(
-        x_train=empty,
-        y_train=empty,
-        x_val=val[0] if val else None,
-        y_val=val[1] if val else None,
-        x_test=test[0] if test else None,
-        y_test=test[1] if test else None,
+    return DataBundle.of_dataset(
+        parts["val"],
+        parts["test"],
         task=task,
         n_outputs=parts["n_outputs"],
         sample_shape=parts["sample_shape"],

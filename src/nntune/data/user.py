@@ -50,6 +50,7 @@ from nntune.registry import Entry, user_entry
 from nntune.usercode import (
     UserCodeError,
     call_with,
+    load_callable,
     load_object,
     options_model,
     parameters,
@@ -62,9 +63,7 @@ MAX_WORKERS = 4
 
 @DATASETS.references
 def user_dataset(reference: str, key: str) -> Entry[Any]:
-    target = load_object(reference, key)
-    if not callable(target):
-        raise ConfigError(f"{key} = '{reference}': {type(target).__name__} is not callable")
+    target = load_callable(reference, key)
 
     def build(request: DatasetRequest) -> Any:
         return call_with(target, request.options, {}, reference, key)

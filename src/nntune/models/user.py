@@ -11,10 +11,9 @@ from typing import Any
 from pydantic import BaseModel
 from torch import nn
 
-from nntune.errors import ConfigError
 from nntune.models.archs import ARCHS, ModelSpec
 from nntune.registry import Entry, user_entry
-from nntune.usercode import UserCodeError, call_with, load_object, options_model
+from nntune.usercode import construct, load_callable, options_model
 
 # what nntune passes to a user's arch when its signature asks for it
 ARCH_FACTS = (
@@ -55,17 +54,13 @@ def spec_facts(spec: ModelSpec) -> dict[str, Any]:
 
 @ARCHS.references
 def user_arch(reference: str, key: str) -> Entry[Any]:
-    target = load_object(reference, key)
-    if not callable(target):
-        raise ConfigError(f"{key} = '{reference}': {type(target).__name__} is not callable")
+    target = load_callable(reference, key)
 
     def build(options: BaseModel, spec: ModelSpec) -> nn.Module:
-        model = call_with(target, options.model_dump(), spec_facts(spec), reference, key)
-        if not isinstance(model, nn.Module):
-            raise UserCodeError(
-                f"{key} = '{reference}': it returned a {type(model).__name__}, not a "
-                "torch.nn.Module"
-            )
+        facts = spec_facts(spec)
+        model: nn.Module = construct(
+            target, options.model_dump(), facts, reference, key, nn.Module, "a torch.nn.Module"
+        )
         return model
 
     return user_entry(

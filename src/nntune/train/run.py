@@ -823,15 +823,9 @@ def _dataset_bundle(
         n_outputs = 1 + max(int(torch.as_tensor(train[i][1])) for i in range(len(train)))  # type: ignore[arg-type]
     else:
         n_outputs = int(y0.numel())
-    val_part, test_part = parts["val_data"], parts["test_data"]
-    empty = torch.empty(0)
-    return DataBundle(
-        x_train=empty,
-        y_train=empty,
-        x_val=val_part[0] if val_part else None,
-        y_val=val_part[1] if val_part else None,
-        x_test=test_part[0] if test_part else None,
-        y_test=test_part[1] if test_part else None,
+    return DataBundle.of_dataset(
+        parts["val_data"],
+        parts["test_data"],
         task=task,
         n_outputs=n_outputs,
         sample_shape=tuple(torch.as_tensor(x0).shape),

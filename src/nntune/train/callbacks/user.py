@@ -11,10 +11,9 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from nntune.errors import ConfigError
 from nntune.registry import Entry, Registry, user_entry
 from nntune.train.callbacks.base import Callback
-from nntune.usercode import UserCodeError, call_with, load_object, options_model
+from nntune.usercode import construct, load_callable, options_model
 
 CallbackBuilder = Any  # (options, facts) -> Callback
 CALLBACKS: Registry[CallbackBuilder] = Registry("callback")
@@ -23,17 +22,13 @@ CALLBACK_FACTS = ("run_dir", "task", "epochs")
 
 @CALLBACKS.references
 def user_callback(reference: str, key: str) -> Entry[Any]:
-    target = load_object(reference, key)
-    if not callable(target):
-        raise ConfigError(f"{key} = '{reference}': {type(target).__name__} is not callable")
+    target = load_callable(reference, key)
 
     def build(options: BaseModel, facts: dict[str, Any]) -> Callback:
-        made = call_with(target, options.model_dump(), facts, reference, key)
-        if not isinstance(made, Callback):
-            raise UserCodeError(
-                f"{key} = '{reference}': it made a {type(made).__name__}, not a "
-                "nntune.train.callbacks.Callback"
-            )
+        what = "a nntune.train.callbacks.Callback"
+        made: Callback = construct(
+            target, options.model_dump(), facts, reference, key, Callback, what
+        )
         return made
 
     return user_entry(
