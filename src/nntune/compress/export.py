@@ -120,7 +120,9 @@ def _run_onnx(path: Path, x: torch.Tensor) -> torch.Tensor:
     options = onnxruntime.SessionOptions()
     options.log_severity_level = 3  # errors only
     session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    out = session.run(None, {"x": x.detach().cpu().numpy().astype(np.float32)})[0]
+    array = x.detach().cpu().numpy()  # an image run's model takes its uint8 images as they are
+    feed = array if array.dtype == np.uint8 else array.astype(np.float32)
+    out = session.run(None, {"x": feed})[0]
     return torch.from_numpy(np.asarray(out))
 
 

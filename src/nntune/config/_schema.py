@@ -50,6 +50,49 @@ class ValFold(Section):
         return self
 
 
+class ImageConfig(Section):
+    """How an image folder is read (data.dataset: a folder of class subfolders)."""
+
+    size: int | list[int] | Literal["auto"] = Field(
+        "auto",
+        description="pixels of the side (int) or [h, w]; auto: the images' median shorter side, "
+        "at most 64",
+    )
+    fit: Literal["crop", "squish", "pad"] = Field(
+        "crop",
+        description="crop: scale to cover, cut the centre; squish: scale each side; pad: scale "
+        "to fit, pad with black",
+    )
+    channels: Literal["auto", "rgb", "gray"] = Field(
+        "auto", description="auto: gray when every image is gray, else rgb"
+    )
+    normalize: Literal["dataset", "imagenet", "none"] = Field(
+        "dataset",
+        description="per-channel mean/std of the training part, ImageNet's, or none (0..1)",
+    )
+    on_error: Literal["error", "skip"] = Field(
+        "error",
+        description="a file that is no usable image: error (exit 2, listing them) or skip it "
+        "(the run records which)",
+    )
+
+    @field_validator("size")
+    @classmethod
+    def _positive_size(cls, size: Any) -> Any:
+        sides = [size] if isinstance(size, int) else size if isinstance(size, list) else []
+        if size != "auto" and (len(sides) not in (1, 2) or any(s < 1 for s in sides)):
+            raise ValueError("give a positive side, [height, width], or auto")
+        return size
+
+    def side_pair(self) -> tuple[int, int] | None:
+        """(h, w), or None for auto."""
+        if self.size == "auto":
+            return None
+        if isinstance(self.size, int):
+            return (self.size, self.size)
+        return (self.size[0], self.size[-1])
+
+
 class DataConfig(Section):
     """Other keys are the options of a dataset given as user code (``dataset: loaders.py:load``)."""
 
@@ -82,6 +125,9 @@ class DataConfig(Section):
     )
     preprocess: list[Component] = Field(default_factory=lambda: _components("standardize"))
     augment: list[Component] = Field(default_factory=list)
+    image: ImageConfig = Field(
+        default_factory=ImageConfig, description="how an image folder is read (data.dataset: dir/)"
+    )
     workers: int | None = Field(
         None,
         ge=0,

@@ -39,6 +39,7 @@ class RawDataset:
     # a user's torch Dataset (then x and y are empty): split by index, batched by a DataLoader
     source: Any = None
     target: str | None = None  # a table's target column (given, or the one guessed)
+    image: dict[str, Any] | None = None  # an image folder: what was read (size, skipped files)
 
     def __post_init__(self) -> None:
         if len(self.x) != len(self.y):
@@ -306,6 +307,30 @@ def _load_npz(path: Path) -> RawDataset:
     return RawDataset(name=path.name, x=x, y=y, x_test=x_test, y_test=y_test)
 
 
+def load_image_folder(
+    path: str, options: Any, target: str | None, features: list[str] | None
+) -> RawDataset:
+    """An image folder as a RawDataset of uint8 (N, C, H, W) arrays and class names."""
+    from nntune.data.images import read_image_folder
+
+    for key, given in (("data.target", target), ("data.features", features)):
+        if given is not None:
+            raise DataError(f"{key} applies to tables; '{path}' is an image folder")
+    folder = read_image_folder(path, options)
+    return RawDataset(
+        name=Path(path).name,
+        x=folder.x,
+        y=folder.y,
+        x_test=folder.x_test,
+        y_test=folder.y_test,
+        x_val=folder.x_val,
+        y_val=folder.y_val,
+        task="classification",
+        class_names=folder.classes,
+        image=folder.facts(),
+    )
+
+
 def load_dataset(
     name: str,
     *,
@@ -314,9 +339,15 @@ def load_dataset(
     n_samples: int | None = None,
     noise: float | None = None,
     options: dict[str, Any] | None = None,
+    image: Any = None,
 ) -> RawDataset:
-    """A built-in dataset by name, a data file by path, or a user's dataset by reference
-    (``options``: the keys of ``data:`` it takes)."""
+    """A built-in dataset by name, a data file by path, an image folder (a directory; ``image``:
+    its ImageOptions), or a user's dataset by reference (``options``: the keys of ``data:`` it
+    takes)."""
+    if Path(name).expanduser().is_dir() and name not in DATASETS:
+        from nntune.data.images import ImageOptions
+
+        return load_image_folder(name, image or ImageOptions(), target, features)
     if is_reference(name):
         from nntune.data.user import load_user_dataset
 

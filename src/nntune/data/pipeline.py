@@ -89,6 +89,9 @@ class DataBundle:
     dataset: str = ""
     # a user's torch Dataset: the training part, batched by a DataLoader (x_train is empty)
     train_dataset: Any = None
+    # an image folder: uint8 (N, C, H, W) tensors; how they were read and the normalization
+    # (per-channel mean and std in 0..1 units) the model applies to them
+    image: dict[str, Any] | None = None
 
     @classmethod
     def of_dataset(
@@ -144,6 +147,7 @@ class DataBundle:
             "feature_names": list(self.feature_names),
             "dataset": self.dataset,
             "pipeline": self.pipeline.state_dict() if self.pipeline else None,
+            "image": self.image,
         }
 
 
@@ -231,6 +235,9 @@ def frame_to_array(frame: pd.DataFrame, part: str, dataset: str) -> np.ndarray:
 
 def load_raw(data: DataConfig) -> RawDataset:
     """The dataset a data config names, as loaded (before splits and preprocessing)."""
+    from nntune.data.images import ImageOptions
+
+    image = data.image
     return load_dataset(
         data.dataset,
         target=data.target,
@@ -238,6 +245,7 @@ def load_raw(data: DataConfig) -> RawDataset:
         n_samples=data.n_samples,
         noise=data.noise,
         options=dict(data.model_extra or {}),
+        image=ImageOptions(image.side_pair(), image.fit, image.channels, image.on_error),
     )
 
 
@@ -282,45 +290,22 @@ def prepare_data(
     y_pool = codes_all[:n_pool]
     y_given_test = codes_all[n_pool : n_pool + n_test]
     y_given_val = codes_all[n_pool + n_test :]
-    strat = y_pool if task == "classification" else None
 
+    train_pos, val_pos, test_pos = split_positions(
+        y_pool, task, class_names, data, seed, raw.x_test is not None, val is not None
+    )
+    if raw.image is not None:
+        return _image_bundle(
+            raw, data, task, class_names, y_pool, (train_pos, val_pos, test_pos),
+            (y_given_val, y_given_test), val,
+        )  # fmt: skip
     frame_pool, sample_shape = to_frame(raw.x)
-    positions = np.arange(len(frame_pool))
     if raw.x_test is not None:
-        frame_test, _ = to_frame(raw.x_test)
-        y_test = y_given_test
-    elif data.test_split > 0:
-        keep, held = split_off(
-            strat if strat is not None else _dummy(positions),
-            data.test_split,
-            seed,
-            "data.test_split",
-            "a test part",
-        )
-        frame_test, y_test = frame_pool.iloc[held], y_pool[held]
-        positions = keep
+        frame_test, y_test = to_frame(raw.x_test)[0], y_given_test
+    elif test_pos is not None:
+        frame_test, y_test = frame_pool.iloc[test_pos], y_pool[test_pos]
     else:
         frame_test, y_test = None, None
-    pool_labels = y_pool[positions] if strat is not None else _dummy(positions)
-    if val is None and data.val_fold is not None:
-        fold = data.val_fold
-        keep, held = fold_out(pool_labels, fold.folds, fold.index, seed + 1, "data.val_fold")
-    else:
-        val_fraction = 0.0 if val is not None else data.val_split  # a given val part replaces it
-        keep, held = split_off(
-            pool_labels, val_fraction, seed + 1, "data.val_split", "a validation part"
-        )
-    val_pos, train_pos = positions[held], positions[keep]
-    if data.limit is not None:
-        train_labels = y_pool[train_pos] if strat is not None else _dummy(train_pos)
-        train_pos = train_pos[subsample(train_labels, data.limit, seed + 2)]
-    if task == "classification":
-        missing = sorted(set(range(len(class_names or []))) - set(y_pool[train_pos].tolist()))
-        if missing and class_names:
-            raise DataError(
-                f"data: the training part has no sample of class(es) "
-                f"{[class_names[i] for i in missing]}; use more data (data.limit) or fewer held out"
-            )
 
     pipeline = Pipeline.from_components(data.preprocess)
     pipeline.raw_shape = sample_shape
@@ -373,6 +358,143 @@ def prepare_data(
         pipeline=pipeline,
         dataset=raw.name,
     )
+
+
+IMAGENET = ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])  # mean, std of RGB in 0..1
+
+
+def _image_bundle(
+    raw: RawDataset,
+    data: DataConfig,
+    task: str,
+    class_names: list[str] | None,
+    y_pool: np.ndarray,
+    positions: tuple[np.ndarray, np.ndarray, np.ndarray | None],
+    given: tuple[np.ndarray, np.ndarray],
+    val: tuple[np.ndarray, np.ndarray] | None,
+) -> DataBundle:
+    """An image folder's parts as uint8 tensors (no preprocessing pipeline: the model
+    normalizes its input with the training part's channel statistics, see ImageModel)."""
+    assert raw.image is not None
+    given_steps = [(p.name, {k: v for k, v in p.options.items() if v is not None})
+                   for p in data.preprocess]  # fmt: skip
+    if given_steps and given_steps != [("standardize", {})]:
+        raise DataError(
+            f"data.preprocess = {[p.name for p in data.preprocess]}: '{data.dataset}' is an "
+            "image folder, normalized by data.image.normalize (dataset, imagenet or none); "
+            "set data.preprocess: []"
+        )
+    train_pos, val_pos, test_pos = positions
+    y_given_val, y_given_test = given
+    x_pool = np.asarray(raw.x)
+
+    def part(x: np.ndarray, y: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        return torch.from_numpy(np.ascontiguousarray(x, dtype=np.uint8)), torch.from_numpy(y)
+
+    train = part(x_pool[train_pos], y_pool[train_pos])
+    if val is not None:
+        val_part: tuple[torch.Tensor, torch.Tensor] | None = part(val[0], y_given_val)
+    else:
+        val_part = part(x_pool[val_pos], y_pool[val_pos]) if len(val_pos) else None
+    if raw.x_test is not None:
+        test: tuple[torch.Tensor, torch.Tensor] | None = part(np.asarray(raw.x_test), y_given_test)
+    else:
+        test = part(x_pool[test_pos], y_pool[test_pos]) if test_pos is not None else None
+    channels = int(train[0].shape[1])
+    mode = data.image.normalize
+    if mode == "imagenet" and channels != 3:
+        raise DataError(
+            f"data.image.normalize = imagenet needs RGB images; '{data.dataset}' is read with "
+            f"{channels} channel(s) (data.image.channels: rgb, or normalize: dataset)"
+        )
+    if mode == "dataset":
+        mean, std = channel_stats(train[0])
+    elif mode == "imagenet":
+        mean, std = IMAGENET
+    else:
+        mean, std = [0.0] * channels, [1.0] * channels
+    n_outputs = len(class_names or [])
+    if n_outputs < 2:
+        raise DataError(f"data: the image folder '{data.dataset}' holds a single class")
+    return DataBundle(
+        x_train=train[0],
+        y_train=train[1],
+        x_val=val_part[0] if val_part else None,
+        y_val=val_part[1] if val_part else None,
+        x_test=test[0] if test else None,
+        y_test=test[1] if test else None,
+        task=task,
+        n_outputs=n_outputs,
+        sample_shape=tuple(train[0].shape[1:]),
+        class_names=class_names,
+        dataset=raw.name,
+        image={**raw.image, "normalize": mode, "mean": mean, "std": std},
+    )
+
+
+def channel_stats(x: torch.Tensor, chunk: int = 4096) -> tuple[list[float], list[float]]:
+    """Per-channel mean and standard deviation of uint8 images (N, C, H, W), in 0..1 units,
+    in chunks (no float copy of the whole set)."""
+    channels = x.shape[1]
+    total = torch.zeros(channels, dtype=torch.float64)
+    squares = torch.zeros(channels, dtype=torch.float64)
+    count = 0
+    for i in range(0, len(x), chunk):
+        block = x[i : i + chunk].to(torch.float64) / 255.0
+        total += block.sum(dim=(0, 2, 3))
+        squares += (block * block).sum(dim=(0, 2, 3))
+        count += block.shape[0] * block.shape[2] * block.shape[3]
+    mean = total / max(count, 1)
+    var = (squares / max(count, 1) - mean * mean).clamp_min(0.0)
+    std = var.sqrt().clamp_min(1e-3)  # a constant channel: no division by zero
+    return [float(v) for v in mean], [float(v) for v in std]
+
+
+def split_positions(
+    y_pool: np.ndarray,
+    task: str,
+    class_names: list[str] | None,
+    data: DataConfig,
+    seed: int,
+    test_given: bool,
+    val_given: bool,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Positions in the pool of the training, validation and test parts (test: None when the
+    dataset has its own): stratified for classes, data.val_fold or val_split, then data.limit;
+    a class left out of the training part is an error."""
+    strat = y_pool if task == "classification" else None
+    positions = np.arange(len(y_pool))
+    test_pos = None
+    if not test_given and data.test_split > 0:
+        keep, held = split_off(
+            strat if strat is not None else _dummy(positions),
+            data.test_split,
+            seed,
+            "data.test_split",
+            "a test part",
+        )
+        test_pos, positions = held, keep
+    pool_labels = y_pool[positions] if strat is not None else _dummy(positions)
+    if not val_given and data.val_fold is not None:
+        fold = data.val_fold
+        keep, held = fold_out(pool_labels, fold.folds, fold.index, seed + 1, "data.val_fold")
+    else:
+        val_fraction = 0.0 if val_given else data.val_split  # a given val part replaces it
+        keep, held = split_off(
+            pool_labels, val_fraction, seed + 1, "data.val_split", "a validation part"
+        )
+    val_pos, train_pos = positions[held], positions[keep]
+    if data.limit is not None:
+        train_labels = y_pool[train_pos] if strat is not None else _dummy(train_pos)
+        train_pos = train_pos[subsample(train_labels, data.limit, seed + 2)]
+    if task == "classification":
+        missing = sorted(set(range(len(class_names or []))) - set(y_pool[train_pos].tolist()))
+        if missing and class_names:
+            raise DataError(
+                f"data: the training part has no sample of class(es) "
+                f"{[class_names[i] for i in missing]}; use more data (data.limit) or fewer held out"
+            )
+    return train_pos, val_pos, test_pos
 
 
 def _dummy(positions: np.ndarray) -> np.ndarray:

@@ -3,6 +3,7 @@
 from nntune.models.activations import ACTIVATIONS
 from nntune.models.archs import ARCHS, ModelSpec, image_shape_of
 from nntune.models.build import build_model, count_parameters
+from nntune.models.image_input import ImageModel, image_model
 from nntune.models.inits import INITS, apply_init
 from nntune.models.user import ARCH_FACTS
 
@@ -11,9 +12,11 @@ __all__ = [
     "ARCHS",
     "ARCH_FACTS",
     "INITS",
+    "ImageModel",
     "ModelSpec",
     "apply_init",
     "build_model",
     "count_parameters",
+    "image_model",
     "image_shape_of",
 ]

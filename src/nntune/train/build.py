@@ -15,7 +15,7 @@ from nntune.data import AUGMENT, DATASETS, PREPROCESS, Augmentation, AugmentCont
 from nntune.errors import ConfigError
 from nntune.losses import LOSSES, Loss, build_loss, default_loss
 from nntune.metrics import check_metrics, epoch_metric_names
-from nntune.models import ACTIVATIONS, ARCHS, INITS, build_model, image_shape_of
+from nntune.models import ACTIVATIONS, ARCHS, INITS, build_model, image_model, image_shape_of
 from nntune.optim import (
     OPTIMIZERS,
     SCHEDULES,
@@ -122,8 +122,8 @@ def resolve_for_data(config: Config, bundle: DataBundle) -> Config:
     monitor. Monitors that would never be logged are errors now, before training starts."""
     raw = config.model_dump(mode="python")
     raw["data"]["task"] = bundle.task
-    if bundle.train_dataset is not None:  # a torch Dataset is used as it is
-        raw["data"]["preprocess"] = []
+    if bundle.train_dataset is not None or bundle.image is not None:
+        raw["data"]["preprocess"] = []  # a torch Dataset as it is; images: data.image.normalize
     if config.loss.name == "auto":
         raw["loss"] = _resolve_component(LOSSES, Component(name=default_loss(bundle.task)), "loss")
     metrics = config.train.metrics
@@ -186,7 +186,7 @@ def build_parts(
         model = build_model(
             config.model, bundle.sample_shape, loss.n_outputs(bundle.n_outputs), bundle.task
         )
-    model = model.to(device)
+    model = image_model(model, bundle.image).to(device)  # image folders: uint8 in
     opt_entry = OPTIMIZERS.get(config.optimizer.name, key="optimizer")
     opt_options = opt_entry.parse_options(config.optimizer.options, "optimizer")
     scales = lr_scales(model, config.train.layer_lr) if config.train.layer_lr else None

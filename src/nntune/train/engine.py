@@ -215,6 +215,8 @@ class Engine:
         for index, (x, y) in enumerate(self.batches.epoch(order, state.epoch)):
             if micro == 0:
                 self._set_lr(state.step)
+            if x.dtype == torch.uint8:  # image folders: augmentation works on 0..1 floats
+                x = x.float().div_(255.0)
             batch = Batch(x, y)
             for augmentation in self.augment:
                 batch = augmentation(batch, self.generator)

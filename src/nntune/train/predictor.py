@@ -15,7 +15,7 @@ from nntune.data import Pipeline
 from nntune.data.pipeline import frame_to_array, to_frame
 from nntune.errors import DataError, RunFolderError
 from nntune.losses import LOSSES, Loss, build_loss
-from nntune.models import build_model
+from nntune.models import build_model, image_model
 from nntune.models.quantize import quantized_like
 from nntune.train.callbacks.checkpoints import model_weights
 from nntune.train.checkpoint import load_checkpoint
@@ -39,7 +39,13 @@ class Predictor:
         self.sample_shape = tuple(meta["sample_shape"])
 
     def features(self, raw: pd.DataFrame | np.ndarray | list[Any]) -> torch.Tensor:
-        """Raw inputs (rows of features as in the training data) → model inputs."""
+        """Raw inputs (rows of features as in the training data; for an image run: paths,
+        bytes, PIL images or arrays) → model inputs."""
+        image = self.meta.get("image")
+        if image:
+            from nntune.data.images import image_inputs
+
+            return torch.from_numpy(image_inputs(raw, image))
         if isinstance(raw, pd.DataFrame):
             frame = raw
             if self.pipeline is not None and self.pipeline.input_columns:
@@ -127,6 +133,7 @@ def load_run(run_dir: str | Path, checkpoint: str = "best", trust_code: bool = F
             loss.n_outputs(meta["n_outputs"]),
             meta["task"],
         )
+        model = image_model(model, meta.get("image"))
         quantized = (meta.get("compression") or {}).get("quantize")
         if quantized:
             # a folder written by nntune compress: the int8 structure is rebuilt, then loaded

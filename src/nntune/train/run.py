@@ -89,6 +89,14 @@ def available_cores() -> int:
 DATA_CHECK_ITEMS = 2000  # items of a torch Dataset the doctor's data checks read
 
 
+def normalized(x: torch.Tensor, image: dict[str, Any]) -> torch.Tensor:
+    """uint8 images as an image run's model reads them (see nntune.models.image_input)."""
+    from nntune.models.image_input import ImageInput
+
+    with torch.no_grad():
+        return ImageInput(image["mean"], image["std"])(x)
+
+
 def doctor_findings(
     config: Config, bundle: DataBundle, engine: Engine, probe: DoctorProbe, failure: str | None
 ) -> dict[str, Any]:
@@ -101,6 +109,11 @@ def doctor_findings(
     # the whole training part held in memory; of a torch Dataset, a sample of its items
     in_memory = bundle.train_dataset is None
     x_train, y_train = bundle.train_sample(len(bundle.x_train) if in_memory else DATA_CHECK_ITEMS)
+    if bundle.image:  # images are checked as the model sees them, normalized
+        x_train, others = (
+            normalized(x_train, bundle.image),
+            [normalized(x, bundle.image) for x in others],
+        )
     facts = RunFacts(
         history=engine.state.history.to_json(),
         task=bundle.task,
@@ -742,6 +755,8 @@ class Trainer:
                 "python": sys.version.split()[0],
             },
             **({"init_from": self.init_report} if self.init_report else {}),
+            # an image folder: its size, channels, and the files skipped (on_error: skip)
+            **({"images": bundle.image} if bundle.image else {}),
         }
 
 

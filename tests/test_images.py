@@ -1,0 +1,252 @@
+"""Image folders: scikit-learn's digits written as PNG files (both layouts), Pillow-made files of
+every odd kind, bad files, the cache, and prediction and export from a trained image run."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import nntune
+from nntune.data.images import ImageOptions, image_array, read_image_folder
+from nntune.errors import DataError
+from tests.helpers import nntune_in_process, write_config
+
+
+def write_digits(root: Path, split_layout: bool = False, limit: int | None = None) -> Path:
+    """scikit-learn's 8×8 digits as gray PNG files in class folders (or train/ and test/)."""
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    images, targets = digits.images[:limit], digits.target[:limit]
+    for i, (image, target) in enumerate(zip(images, targets, strict=True)):
+        split = ("test" if i % 5 == 0 else "train") if split_layout else ""
+        folder = root / split / f"digit{target}"
+        folder.mkdir(parents=True, exist_ok=True)
+        pixels = np.clip(image * 16, 0, 255).astype(np.uint8)
+        Image.fromarray(pixels, "L").save(folder / f"{i:04d}.png")
+    return root
+
+
+CONFIG: dict[str, Any] = {
+    "seed": 0,
+    "model": {"arch": "cnn2d", "hidden": [16, 32], "norm": "batch"},
+    "optimizer": {"name": "adam", "lr": 0.01},
+    "train": {"epochs": 4, "threads": 1},
+}
+
+
+@pytest.fixture(scope="module")
+def digits_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("images")
+    write_digits(root / "digits")
+    config = {**CONFIG, "data": {"dataset": str(root / "digits")}}
+    result = nntune.train(config, out=root / "run", progress=False)
+    assert result.run_dir is not None
+    return result.run_dir
+
+
+def test_a_folder_of_class_folders_trains_a_cnn(digits_run: Path) -> None:
+    summary = json.loads((digits_run / "summary.json").read_text())
+    assert summary["test"]["accuracy"] > 0.9
+    images = summary["images"]
+    assert images["size"] == [8, 8] and images["channels"] == 1 and images["files"] == 1797
+    assert images["skipped"] == 0
+    config = (digits_run / "config.yaml").read_text()
+    assert "preprocess: []" in config  # images are normalized by the model, not a pipeline
+    predictor = nntune.load_run(digits_run)
+    assert predictor.class_names == [f"digit{i}" for i in range(10)]
+
+
+def test_prediction_takes_paths_bytes_pil_images_and_arrays(digits_run: Path) -> None:
+    from sklearn.datasets import load_digits
+
+    predictor = nntune.load_run(digits_run)
+    image = np.clip(load_digits().images[0] * 16, 0, 255).astype(np.uint8)  # a 0
+    buffer = io.BytesIO()
+    Image.fromarray(image, "L").save(buffer, format="PNG")
+    path = digits_run / "zero.png"
+    path.write_bytes(buffer.getvalue())
+    inputs = [path, str(path), buffer.getvalue(), Image.open(path), image, image / 255.0]
+    predicted = predictor.predict(inputs)["predictions"]
+    assert predicted == ["digit0"] * len(inputs)
+    big = Image.fromarray(image, "L").resize((64, 64)).convert("RGB")  # any size and mode
+    assert predictor.predict([big])["predictions"] == ["digit0"]
+    with pytest.raises(DataError, match="input 1: not an image"):
+        predictor.predict([path, b"no image"])
+
+
+def test_an_image_run_exports_to_onnx_taking_uint8_images(digits_run: Path, tmp_path: Path) -> None:
+    from nntune.compress import export_run
+
+    result = export_run(digits_run, "onnx", out=tmp_path / "m.onnx")
+    assert result["verified"]["passed"] and result["verified"]["prediction_agreement"] == 1.0
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(str(tmp_path / "m.onnx"))
+    assert session.get_inputs()[0].type == "tensor(uint8)"
+
+
+def test_given_train_and_test_folders_are_the_splits(tmp_path: Path) -> None:
+    write_digits(tmp_path / "split", split_layout=True, limit=500)
+    trainer = nntune.Trainer(
+        {**CONFIG, "data": {"dataset": str(tmp_path / "split"), "val_split": 0.25}}, write=False
+    )
+    trainer.fit()
+    bundle = trainer.bundle
+    assert len(bundle.x_test) == 100 and len(bundle.x_train) + len(bundle.x_val) == 400
+    assert bundle.x_train.dtype.is_floating_point is False  # uint8 in memory
+
+
+def _save(path: Path, image: Image.Image, **options: Any) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image.save(path, **options)
+    return path
+
+
+def test_odd_modes_and_exif_orientation_become_one_size_and_mode(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    rgb = Image.fromarray(rng.integers(0, 255, (30, 40, 3), dtype=np.uint8), "RGB")
+    root = tmp_path / "odd"
+    _save(root / "a" / "palette.png", rgb.convert("P"))
+    rgba = rgb.convert("RGBA")
+    rgba.putalpha(0)  # fully transparent: composited on white
+    _save(root / "a" / "transparent.png", rgba)
+    _save(root / "a" / "cmyk.jpg", rgb.convert("CMYK"))
+    _save(root / "b" / "gray16.png", Image.fromarray((np.ones((30, 40)) * 65535).astype(np.uint16)))
+    _save(root / "b" / "bilevel.png", rgb.convert("1"))
+    _save(root / "b" / "gray_alpha.png", rgb.convert("LA"))
+    tall = Image.new("RGB", (20, 40), (255, 0, 0))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # orientation: rotate 90° clockwise to display
+    _save(root / "b" / "rotated.jpg", tall, exif=exif)
+    folder = read_image_folder(root, ImageOptions(size=(16, 16), fit="squish"))
+    assert folder.x.shape == (7, 3, 16, 16) and folder.x.dtype == np.uint8
+    assert folder.channels == 3  # some images are in colour
+    names = sorted(p.name for p in (root / "a").iterdir()) + sorted(
+        p.name for p in (root / "b").iterdir()
+    )
+    by_name = dict(zip(names, folder.x, strict=True))
+    assert (by_name["transparent.png"] == 255).all()
+    assert (by_name["gray16.png"] == 255).all()
+    # the EXIF orientation is applied: the 20×40 (w×h) image is read as 40×20, so it fills a
+    # 20×40 (h×w) frame with no padding (unrotated it would fill an eighth of it)
+    opened = image_array(root / "b" / "rotated.jpg", (20, 40), "pad", "rgb")
+    assert opened[0].mean() > 240 and opened[1:].mean() < 15
+    gray = read_image_folder(root, ImageOptions(size=(16, 16), channels="gray"))
+    assert gray.x.shape == (7, 1, 16, 16)
+
+
+@pytest.mark.parametrize(
+    ("fit", "corner"),
+    [("crop", 255), ("squish", 255), ("pad", 0)],  # pad: black borders around a wide image
+)
+def test_fit_crop_squish_and_pad(tmp_path: Path, fit: str, corner: int) -> None:
+    wide = Image.new("L", (40, 10), 255)
+    array = image_array(wide, (20, 20), fit, "gray")
+    assert array.shape == (1, 20, 20)
+    assert array[0, 0, 0] == corner and array[0, 10, 10] == 255
+
+
+def _bad_folder(root: Path) -> Path:
+    write_digits(root, limit=60)
+    (root / "digit0" / "empty.png").write_bytes(b"")
+    (root / "digit1" / "notes.txt").write_text("not an image")
+    good = io.BytesIO()
+    Image.new("L", (8, 8), 128).save(good, format="PNG")
+    (root / "digit2" / "truncated.png").write_bytes(good.getvalue()[:40])
+    _save(root / "digit3" / "tiny.png", Image.new("L", (2, 2)))
+    (root / "digit4" / ".DS_Store").write_bytes(b"\x00\x01")  # hidden: ignored
+    return root
+
+
+def test_bad_files_stop_the_run_listing_them(tmp_path: Path, capsys: Any) -> None:
+    root = _bad_folder(tmp_path / "bad")
+    write_config(tmp_path / "cfg.yaml", {**CONFIG, "data": {"dataset": "bad/"}})
+    done = nntune_in_process(capsys, "train", "cfg.yaml", cwd=tmp_path)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    message = done.stderr
+    assert "4 of 64 files cannot be used" in message
+    for name, why in (("empty.png", "empty"), ("notes.txt", "not an image"),
+                      ("truncated.png", "truncated"), ("tiny.png", "too small")):  # fmt: skip
+        assert name in message and why in message
+    assert "data.image.on_error: skip" in message and ".DS_Store" not in message
+    assert not (tmp_path / "runs").exists()
+    assert root.exists()
+
+
+def test_on_error_skip_trains_without_them_and_records_which(tmp_path: Path) -> None:
+    root = _bad_folder(tmp_path / "bad")
+    config = {**CONFIG, "data": {"dataset": str(root), "image": {"on_error": "skip"},
+                                 "val_split": 0.0, "test_split": 0.0}}  # fmt: skip
+    result = nntune.train(config, out=tmp_path / "run", progress=False)
+    images = result.summary["images"]
+    assert images["skipped"] == 4 and images["files"] == 64
+    assert {Path(f["path"]).name for f in images["skipped_files"]} == {
+        "empty.png", "notes.txt", "truncated.png", "tiny.png",
+    }  # fmt: skip
+
+
+def test_the_cache_is_reused_until_a_file_changes(tmp_path: Path) -> None:
+    root = write_digits(tmp_path / "digits", limit=100)
+    options = ImageOptions()
+    first = read_image_folder(root, options)
+    again = read_image_folder(root, options)
+    assert not first.from_cache and again.from_cache
+    np.testing.assert_array_equal(np.asarray(first.x), np.asarray(again.x))
+    assert list(again.y) == list(first.y)
+    changed = sorted((root / "digit3").iterdir())[0]
+    Image.new("L", (8, 8), 7).save(changed)
+    fresh = read_image_folder(root, options)
+    assert not fresh.from_cache
+    assert read_image_folder(root, ImageOptions(size=(4, 4))).x.shape[-1] == 4  # other options
+
+
+@pytest.mark.parametrize(
+    ("data", "words"),
+    [
+        ({"preprocess": ["minmax"]}, ["data.preprocess", "data.image.normalize"]),
+        ({"image": {"normalize": "imagenet"}}, ["imagenet", "RGB"]),
+        ({"target": "label"}, ["data.target", "image folder"]),
+        ({"image": {"size": [0, 3]}}, ["data.image.size"]),
+        ({"image": {"fit": "stretch"}}, ["data.image.fit", "crop"]),
+    ],
+)
+def test_bad_image_options_are_exit_2(
+    tmp_path: Path, capsys: Any, data: dict[str, Any], words: list[str]
+) -> None:
+    write_digits(tmp_path / "digits", limit=60)
+    write_config(tmp_path / "cfg.yaml", {**CONFIG, "data": {"dataset": "digits/", **data}})
+    done = nntune_in_process(capsys, "train", "cfg.yaml", cwd=tmp_path)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    for word in words:
+        assert word in done.stderr, done.stderr
+
+
+def test_a_folder_without_class_folders_or_with_one_class_is_bad_input(tmp_path: Path) -> None:
+    flat = tmp_path / "flat"
+    _save(flat / "a.png", Image.new("L", (8, 8)))
+    with pytest.raises(DataError, match="outside class folders"):
+        read_image_folder(flat, ImageOptions())
+    one = tmp_path / "one"
+    for i in range(10):
+        _save(one / "cats" / f"{i}.png", Image.new("L", (8, 8), i))
+    with pytest.raises(DataError, match="single class"):
+        nntune.Trainer({**CONFIG, "data": {"dataset": str(one)}}, write=False).fit()
+
+
+def test_auto_takes_an_image_folder(tmp_path: Path, capsys: Any) -> None:
+    write_digits(tmp_path / "digits")
+    done = nntune_in_process(
+        capsys, "auto", "digits/", "--budget", "20s", "--seeds", "1", "--out", "a", "--json",
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["data"]["kind"] == "image" and result["final"]["metrics"]["accuracy"] > 0.9
+    assert (tmp_path / "a" / "model.onnx").exists()
