@@ -250,3 +250,89 @@ def test_auto_takes_an_image_folder(tmp_path: Path, capsys: Any) -> None:
     result = json.loads(done.stdout)
     assert result["data"]["kind"] == "image" and result["final"]["metrics"]["accuracy"] > 0.9
     assert (tmp_path / "a" / "model.onnx").exists()
+
+
+# --- resnet2d and pretrained weights from plain files ----------------------------------------
+
+
+def test_resnet2d_stages_stem_and_squeeze_excitation() -> None:
+    from torch import nn
+
+    from nntune.config import load_config
+    from nntune.models import build_model
+    from nntune.models.resnet2d import SqueezeExcite
+
+    def model(shape: tuple[int, ...], **arch: Any) -> nn.Module:
+        config = load_config({"model": {"arch": {"name": "resnet2d", **arch},
+                                        "hidden": [8, 16], "norm": "batch"}})  # fmt: skip
+        return build_model(config.model, shape, 10)
+
+    small = model((3, 32, 32))
+    assert not any(isinstance(m, nn.MaxPool2d) for m in small.modules())  # CIFAR stem
+    assert small(torch_rand(2, 3, 32, 32)).shape == (2, 10)
+    large = model((3, 128, 128))
+    assert any(isinstance(m, nn.MaxPool2d) for m in large.modules())  # ImageNet stem
+    se = model((1, 16, 16), attention="se", blocks=1)
+    assert sum(isinstance(m, SqueezeExcite) for m in se.modules()) == 2  # one per block
+
+
+def torch_rand(*shape: int) -> Any:
+    import torch
+
+    return torch.rand(*shape, generator=torch.Generator().manual_seed(0))
+
+
+def _safetensors(path: Path, tensors: dict[str, Any]) -> None:
+    """Write the safetensors format by its specification (the package is not a dependency)."""
+    import struct
+
+    header, chunks, offset = {}, [], 0
+    for name, tensor in tensors.items():
+        data = tensor.contiguous().numpy().tobytes()
+        header[name] = {"dtype": "F32", "shape": list(tensor.shape),
+                        "data_offsets": [offset, offset + len(data)]}  # fmt: skip
+        chunks.append(data)
+        offset += len(data)
+    encoded = json.dumps(header).encode()
+    path.write_bytes(struct.pack("<Q", len(encoded)) + encoded + b"".join(chunks))
+
+
+@pytest.mark.parametrize("suffix", [".pt", ".safetensors"])
+def test_init_from_takes_a_plain_weights_file(
+    digits_run: Path, tmp_path: Path, suffix: str
+) -> None:
+    import torch
+
+    source = nntune.load_run(digits_run).model.net  # the arch of an image run, unwrapped
+    weights = {
+        k: v.detach().clone() for k, v in source.state_dict().items() if v.is_floating_point()
+    }
+    path = tmp_path / f"pretrained{suffix}"
+    if suffix == ".pt":
+        torch.save({"state_dict": weights}, path)
+    else:
+        _safetensors(path, weights)
+    dataset = json.loads((digits_run / "summary.json").read_text())["dataset"]
+    folder = digits_run.parent / dataset
+    config = {**CONFIG, "data": {"dataset": str(folder)},
+              "train": {**CONFIG["train"], "epochs": 1, "init_from": str(path)}}  # fmt: skip
+    trainer = nntune.Trainer(config, write=False)
+    trainer.fit()
+    report = trainer.init_report
+    assert report is not None and report["checkpoint"] == path.name
+    assert report["loaded"] == len(weights) and report["skipped"] == []
+    assert not any(name.startswith("input.") for name in report["new"])  # its own normalization
+
+
+def test_init_from_a_file_that_holds_no_state_dict_is_bad_input(tmp_path: Path) -> None:
+    import torch
+
+    bad = tmp_path / "bad.pt"
+    torch.save([1, 2, 3], bad)
+    broken = tmp_path / "broken.safetensors"
+    broken.write_bytes(b"\x05\x00")
+    for path, words in ((bad, "state_dict"), (broken, "safetensors")):
+        config = {**CONFIG, "data": {"dataset": "digits"},
+                  "train": {"epochs": 1, "init_from": str(path)}}  # fmt: skip
+        with pytest.raises(nntune.ConfigError, match=words):
+            nntune.Trainer(config, write=False).fit()

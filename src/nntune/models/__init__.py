@@ -1,5 +1,6 @@
 """Models: architectures, activations, normalisation and init, built from the model config."""
 
+from nntune.models import resnet2d  # noqa: F401  (registers the image ResNet)
 from nntune.models.activations import ACTIVATIONS
 from nntune.models.archs import ARCHS, ModelSpec, image_shape_of
 from nntune.models.build import build_model, count_parameters

@@ -26,8 +26,12 @@ from nntune.train.rundir import existing_run_dir
 
 def load_matching_weights(model: nn.Module, source: str | Path) -> dict[str, Any]:
     """Copy into ``model`` the matching weights of the source run folder's best (else last)
-    checkpoint (:func:`load_matching`); returns the report that summary.json keeps as
-    ``init_from``."""
+    checkpoint, or of a plain weights file (:func:`read_weights_file`), by
+    :func:`load_matching`; returns the report that summary.json keeps as ``init_from``."""
+    if Path(source).is_file():
+        weights = read_weights_file(Path(source))
+        report = load_matching(model, weights, f"train.init_from '{source}'")
+        return {"source": str(source), "checkpoint": Path(source).name, **report}
     folder = existing_run_dir(Path(source))
     path = folder / "checkpoints" / "best.pt"
     if not path.exists():
@@ -40,6 +44,73 @@ def load_matching_weights(model: nn.Module, source: str | Path) -> dict[str, Any
 
 # a source tensor may also match under this prefix: an autoencoder's encoder is an mlp body
 PREFIXES = ("", "encoder.")
+# an image run's model is its arch under ``net.`` behind its input normalization (``input.``,
+# which belongs to this run's data and is never taken from a source)
+IMAGE_NET, IMAGE_INPUT = "net.", "input."
+
+
+def read_weights_file(path: Path) -> dict[str, torch.Tensor]:
+    """Tensors by name from a plain weights file: a PyTorch state_dict (``.pt``, ``.pth``,
+    ``.bin``; read with ``weights_only``, so no pickled code runs; a dict holding it under
+    ``state_dict`` or ``model`` is taken too) or ``.safetensors``."""
+    what = f"train.init_from '{path}'"
+    if path.suffix.lower() == ".safetensors":
+        return read_safetensors(path, what)
+    try:
+        loaded = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # pickle's and torch's errors for a file that is not plain tensors
+        raise ConfigError(
+            f"{what}: cannot be read as a PyTorch state_dict of plain tensors ({err}); give a "
+            ".pt/.pth file of a state_dict, a .safetensors file, or a run folder"
+        ) from None
+    if isinstance(loaded, dict):
+        for key in ("state_dict", "model"):
+            if isinstance(loaded.get(key), dict):
+                loaded = loaded[key]
+                break
+    if not isinstance(loaded, dict) or not any(
+        isinstance(v, torch.Tensor) for v in loaded.values()
+    ):
+        raise ConfigError(f"{what}: holds no tensors by name (a state_dict is expected)")
+    return {k: v for k, v in loaded.items() if isinstance(v, torch.Tensor)}
+
+
+# the safetensors format (an 8-byte little-endian header size, a JSON header of dtype, shape
+# and byte offsets per tensor, then the raw bytes): small enough to read here rather than add
+# the safetensors package for it
+SAFETENSORS_DTYPES = {
+    "F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
+    "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8,
+    "U8": torch.uint8, "BOOL": torch.bool,
+}  # fmt: skip
+
+
+def read_safetensors(path: Path, what: str) -> dict[str, torch.Tensor]:
+    import json
+    import struct
+
+    data = path.read_bytes()
+    try:
+        (size,) = struct.unpack("<Q", data[:8])
+        header = json.loads(data[8 : 8 + size])
+        body = memoryview(data)[8 + size :]
+        tensors = {}
+        for name, info in header.items():
+            if name == "__metadata__":
+                continue
+            start, end = info["data_offsets"]
+            dtype = SAFETENSORS_DTYPES[info["dtype"]]
+            flat = (
+                torch.frombuffer(bytearray(body[start:end]), dtype=dtype)
+                if end > start
+                else (torch.empty(0, dtype=dtype))
+            )
+            tensors[name] = flat.reshape(info["shape"])
+    except (struct.error, ValueError, KeyError, TypeError, RuntimeError) as err:
+        raise ConfigError(f"{what}: not a readable .safetensors file ({err})") from None
+    if not tensors:
+        raise ConfigError(f"{what}: holds no tensors")
+    return tensors
 
 
 def load_matching(
@@ -52,8 +123,17 @@ def load_matching(
     skipped: list[dict[str, Any]] = []
     used: set[str] = set()
     for key, mine in own.items():
+        if key.startswith(IMAGE_INPUT):
+            continue  # this run's own input normalization
+        names = [key] + ([key.removeprefix(IMAGE_NET)] if key.startswith(IMAGE_NET) else [])
         found = next(
-            (p + key for p in PREFIXES if isinstance(weights.get(p + key), torch.Tensor)), None
+            (
+                p + name
+                for name in names
+                for p in PREFIXES
+                if isinstance(weights.get(p + name), torch.Tensor)
+            ),
+            None,
         )
         if found is None:
             continue
@@ -85,7 +165,13 @@ def load_matching(
         "loaded": len(matched),
         "loaded_parameters": sum(v.numel() for k, v in matched.items() if k in parameters),
         "skipped": skipped,
-        "new": [k for k in own if k not in matched and not any(s["tensor"] == k for s in skipped)],
+        "new": [
+            k
+            for k in own
+            if k not in matched
+            and not k.startswith(IMAGE_INPUT)
+            and not any(s["tensor"] == k for s in skipped)
+        ],
         "unused": [k for k in weights if k not in used],
     }
 
