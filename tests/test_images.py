@@ -336,3 +336,56 @@ def test_init_from_a_file_that_holds_no_state_dict_is_bad_input(tmp_path: Path) 
                   "train": {"epochs": 1, "init_from": str(path)}}  # fmt: skip
         with pytest.raises(nntune.ConfigError, match=words):
             nntune.Trainer(config, write=False).fit()
+
+
+# --- serving an image run -----------------------------------------------------------------------
+
+
+def _multipart(files: list[tuple[str, bytes]]) -> tuple[bytes, str]:
+    boundary = "nntune-test-boundary"
+    body = b""
+    for name, data in files:
+        head = (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="images"; '
+            f'filename="{name}"\r\nContent-Type: application/octet-stream\r\n\r\n'
+        )
+        body += head.encode()
+        body += data + b"\r\n"
+    body += f"--{boundary}--\r\n".encode()
+    return body, f"multipart/form-data; boundary={boundary}"
+
+
+def test_serve_answers_image_uploads_and_refuses_what_is_no_image(
+    digits_run: Path, tmp_path: Path
+) -> None:
+    import base64
+
+    from tests.test_serve import Server, request
+
+    folder = digits_run.parent / "digits"
+    zero, seven = (sorted((folder / f"digit{d}").iterdir())[0].read_bytes() for d in (0, 7))
+    server = Server(digits_run, tmp_path, "--max-image-bytes", "5000")
+    try:
+        body, kind = _multipart([("0.png", zero), ("7.png", seven)])
+        status, answer = request(server.url + "/predict", body, kind)
+        assert status == 200, answer
+        assert answer["predictions"] == ["digit0", "digit7"] and len(answer["probabilities"]) == 2
+        payload = json.dumps({"images": [base64.b64encode(seven).decode()]}).encode()
+        status, answer = request(server.url + "/predict", payload)
+        assert status == 200 and answer["predictions"] == ["digit7"]
+        body, kind = _multipart([("notes.txt", b"hello")])
+        status, answer = request(server.url + "/predict", body, kind)
+        assert (
+            status == 422 and "image 0" in answer["detail"] and "not an image" in answer["detail"]
+        )
+        body, kind = _multipart([("big.png", b"\x89PNG" + b"0" * 6000)])
+        status, answer = request(server.url + "/predict", body, kind)
+        assert status == 413 and "--max-image-bytes" in answer["detail"]
+        status, answer = request(server.url + "/predict", json.dumps({"inputs": [[1]]}).encode())
+        assert status == 422 and "images" in answer["detail"]
+        status, answer = request(server.url + "/predict", json.dumps({"images": ["%%"]}).encode())
+        assert status == 422 and "base64" in answer["detail"]
+        status, health = request(server.url + "/health")
+        assert health["inputs"] == "images" and health["image_size"] == [8, 8]
+    finally:
+        server.stop()

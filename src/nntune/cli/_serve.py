@@ -28,6 +28,9 @@ def serve_command(
         True, "--batching/--no-batching", help="micro-batch concurrent requests"
     ),
     max_rows: int = typer.Option(1024, "--max-rows", help="most rows in one request (else 413)"),
+    max_image_bytes: int = typer.Option(
+        10 << 20, "--max-image-bytes", help="image runs: most bytes of one image (else 413)"
+    ),
     trust_code: bool = trust_code_option(),
 ) -> None:
     """Serve a run's model over HTTP: POST /predict on raw feature rows (the run's fitted
@@ -63,6 +66,7 @@ def serve_command(
         max_rows=max_rows,
         on_listening=listening,
         trust_code=trust_code,
+        max_image_bytes=max_image_bytes,
     )
 
 

@@ -55,6 +55,7 @@ def create_app(
     batching: bool = True,
     max_rows: int = 1024,
     trust_code: bool = False,
+    max_image_bytes: int = 10 << 20,
 ) -> FastAPI:
     """The app serving a run folder's model. The model is loaded here, so that a missing or
     corrupt run folder is a RunFolderError before any port is bound."""
@@ -96,12 +97,10 @@ def create_app(
         status, message = _validation_message(error.errors(), served)
         return JSONResponse({"detail": message}, status_code=status)
 
-    @app.post("/predict", response_model=PredictResponse, response_model_exclude_none=True)
-    async def predict(body: PredictRequest) -> JSONResponse:
-        """Predictions (and class probabilities) for raw feature rows; the run's fitted
-        preprocessing is applied here. Concurrent requests are micro-batched."""
+    async def answer(check: Callable[[], list[Any]]) -> JSONResponse:
+        """The micro-batched answer for the inputs ``check`` returns (or the error it raises)."""
         try:
-            rows = served.check(body.inputs, max_rows)
+            rows = check()
             result = await batcher.submit(rows)
         except InputError as err:
             return JSONResponse({"detail": err.message}, status_code=err.status)
@@ -115,6 +114,27 @@ def create_app(
             )
         metrics.predicted(len(rows))
         return JSONResponse(result)
+
+    if served.image is None:
+
+        @app.post("/predict", response_model=PredictResponse, response_model_exclude_none=True)
+        async def predict(body: PredictRequest) -> JSONResponse:
+            """Predictions (and class probabilities) for raw feature rows; the run's fitted
+            preprocessing is applied here. Concurrent requests are micro-batched."""
+            return await answer(lambda: served.check(body.inputs, max_rows))
+
+    else:
+
+        @app.post("/predict", response_model=PredictResponse, response_model_exclude_none=True)
+        async def predict_images(request: Request) -> JSONResponse:
+            """Classes and probabilities for images: multipart form files in the field
+            ``images`` (one or more), or JSON ``{"images": ["<base64>", ...]}``; each is
+            decoded and resized as the run read its folder."""
+            try:
+                files = await image_files(request, max_rows, max_image_bytes)
+            except InputError as err:
+                return JSONResponse({"detail": err.message}, status_code=err.status)
+            return await answer(lambda: served.check_images(files, max_rows, max_image_bytes))
 
     @app.get("/health")
     async def health() -> dict[str, Any]:
@@ -135,6 +155,54 @@ def create_app(
         return PlainTextResponse(text, media_type=CONTENT_TYPE)
 
     return app
+
+
+IMAGE_EXAMPLE = (
+    'multipart form files in the field "images" (curl -F images=@cat.jpg URL/predict), or '
+    'JSON {"images": ["<base64 of an image file>", ...]}'
+)
+
+
+async def image_files(request: Request, max_rows: int, max_bytes: int) -> list[bytes]:
+    """The image files of a /predict request to an image run, as bytes."""
+    import base64
+    import binascii
+
+    kind = request.headers.get("content-type", "")
+    if kind.startswith("multipart/form-data"):
+        try:
+            form = await request.form(max_files=max_rows + 1, max_part_size=max_bytes + 1)
+        except Exception as err:  # starlette's parser errors: a malformed or too large form
+            raise InputError(
+                400, f"the form cannot be read ({err}); send {IMAGE_EXAMPLE}"
+            ) from None
+        parts = form.getlist("images")
+        if not parts:
+            raise InputError(422, f"the form has no field 'images'; send {IMAGE_EXAMPLE}")
+        files = []
+        for i, part in enumerate(parts):
+            if isinstance(part, str):
+                raise InputError(422, f"images[{i}] is text, not a file; send {IMAGE_EXAMPLE}")
+            files.append(await part.read())
+        return files
+    try:
+        body = await request.json()
+    except ValueError:
+        raise InputError(
+            400, f"the body is neither a form nor JSON; send {IMAGE_EXAMPLE}"
+        ) from None
+    images = body.get("images") if isinstance(body, dict) else None
+    if not isinstance(images, list):
+        raise InputError(422, f"the body has no list 'images'; send {IMAGE_EXAMPLE}")
+    decoded = []
+    for i, text in enumerate(images):
+        if not isinstance(text, str):
+            raise InputError(422, f"images[{i}] must be a base64 string; send {IMAGE_EXAMPLE}")
+        try:
+            decoded.append(base64.b64decode(text, validate=True))
+        except (binascii.Error, ValueError):
+            raise InputError(422, f"images[{i}] is not base64; send {IMAGE_EXAMPLE}") from None
+    return decoded
 
 
 def _validation_message(errors: Any, served: ServedModel) -> tuple[int, str]:

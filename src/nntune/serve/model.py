@@ -40,6 +40,7 @@ class ServedModel:
         self.name: str = config.get("name") or self.version
         self.task = predictor.task
         self.classes = predictor.class_names
+        self.image: dict[str, Any] | None = predictor.meta.get("image")  # an image run
         pipeline = predictor.pipeline
         self.columns: list[str] = list(pipeline.input_columns) if pipeline else []
         raw_shape = pipeline.raw_shape if pipeline and pipeline.raw_shape else None
@@ -121,6 +122,38 @@ class ServedModel:
                     )
         return rows
 
+    def check_images(self, files: list[bytes], max_rows: int, max_bytes: int) -> list[Any]:
+        """The images of a request (bytes of image files), decoded and resized as the run read
+        its folder; InputError names the image that is too large or no image."""
+        from nntune.data.images import BadImage, image_array
+
+        assert self.image is not None
+        if not files:
+            raise InputError(422, f"no images; send 1 to {max_rows} image files")
+        if len(files) > max_rows:
+            raise InputError(
+                413,
+                f"{len(files)} images in one request; at most {max_rows} are allowed (split the "
+                "request, or start the server with a larger --max-rows)",
+            )
+        size = (int(self.image["size"][0]), int(self.image["size"][1]))
+        channels = "gray" if int(self.image["channels"]) == 1 else "rgb"
+        decoded = []
+        for i, data in enumerate(files):
+            if len(data) > max_bytes:
+                raise InputError(
+                    413,
+                    f"image {i} is {len(data):,} bytes; at most {max_bytes:,} are allowed per "
+                    "image (start the server with a larger --max-image-bytes)",
+                )
+            try:
+                decoded.append(image_array(data, size, str(self.image["fit"]), channels))
+            except BadImage as err:
+                raise InputError(
+                    422, f"image {i}: {err}; send image files (PNG, JPEG, ...)"
+                ) from None
+        return decoded
+
     def _column_hint(self) -> str:
         named = [c for i, c in enumerate(self.columns) if c != f"x{i}"]
         if not named:
@@ -131,6 +164,8 @@ class ServedModel:
     def predict(self, rows: list[list[Any]]) -> dict[str, list[Any]]:
         """The contract's answer for checked rows: predictions, and class probabilities for
         classification."""
+        if self.image is not None:  # decoded images (check_images)
+            return self.predictor.predict(np.stack(rows))
         plain = all(isinstance(v, (int, float)) for row in rows for v in row)
         if plain:
             array = np.asarray(rows, dtype=np.float64)
@@ -151,4 +186,13 @@ class ServedModel:
             "features": self.width,
             "columns": self.columns if self._column_hint() else None,
             "categorical_columns": sorted(self.text_columns) or None,
+            **(
+                {
+                    "inputs": "images",
+                    "image_size": self.image["size"],
+                    "image_channels": self.image["channels"],
+                }
+                if self.image
+                else {}
+            ),
         }

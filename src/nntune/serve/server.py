@@ -62,6 +62,7 @@ def serve(
     max_rows: int = 1024,
     on_listening: Callable[[str], None] | None = None,
     trust_code: bool = False,
+    max_image_bytes: int = 10 << 20,
 ) -> None:
     """Serve the ``checkpoint`` of a run folder on ``host:port`` until interrupted.
 
@@ -77,6 +78,7 @@ def serve(
         batching=batching,
         max_rows=max_rows,
         trust_code=trust_code,
+        max_image_bytes=max_image_bytes,
     )
     sock = bind(host, port)
     config = uvicorn.Config(
