@@ -389,3 +389,20 @@ def test_serve_answers_image_uploads_and_refuses_what_is_no_image(
         assert health["inputs"] == "images" and health["image_size"] == [8, 8]
     finally:
         server.stop()
+
+
+def test_the_doctor_reports_leakage_empty_class_folders_and_skipped_files(tmp_path: Path) -> None:
+    from nntune.doctor import doctor
+
+    root = write_digits(tmp_path / "leaky", split_layout=True, limit=400)
+    for path in sorted((root / "train").rglob("*.png"))[:60]:  # the same files in test/ too
+        target = root / "test" / path.parent.name / f"copy-{path.name}"
+        target.write_bytes(path.read_bytes())
+    (root / "train" / "empty_class").mkdir()
+    (root / "train" / "digit1" / "broken.png").write_bytes(b"")
+    config = {**CONFIG, "data": {"dataset": str(root), "image": {"on_error": "skip"}}}
+    report = doctor(config, epochs=2, out=tmp_path / "doctor")
+    found = {p["kind"]: p for p in report["problems"]}
+    evidence = found["data_issue"]["evidence"]
+    assert evidence["duplicate_fraction"] > 0.05
+    assert evidence["empty_class_folders"] == 1 and evidence["skipped_files"] == 1

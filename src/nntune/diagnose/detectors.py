@@ -470,7 +470,8 @@ DUPLICATES = 0.05
 @DETECTORS.register("data_issue")
 def data_issue(facts: RunFacts) -> Finding | None:
     """Data problems: unscaled features, constant columns, strong class imbalance, rows shared
-    between training and validation/test, non-finite values (numbers from data checks).
+    between training and validation/test (the same image in two splits), non-finite values,
+    and for image folders empty class folders and skipped files (numbers from data checks).
 
     A feature far too large (|mean| > UNSCALED_MEAN or std > UNSCALED_STD[1]) dominates every
     dot product and is reported alone; features only too small (std < UNSCALED_STD[0], e.g. the
@@ -498,6 +499,10 @@ def data_issue(facts: RunFacts) -> Finding | None:
         evidence["class_imbalance"] = float(data["class_imbalance"])
     if data.get("duplicate_fraction", 0.0) > DUPLICATES:
         evidence["duplicate_fraction"] = float(data["duplicate_fraction"])
+    # an image folder: class folders without an image, files that are no usable image
+    for key in ("empty_class_folders", "skipped_files"):
+        if data.get(key, 0) > 0:
+            evidence[key] = float(data[key])
     if not evidence:
         return None
     severe = "nonfinite_values" in evidence or "unscaled_features" in evidence

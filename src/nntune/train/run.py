@@ -123,6 +123,9 @@ def doctor_findings(
         data=data_checks(x_train, y_train, bundle.task, others),
         n_classes=bundle.n_outputs if bundle.task == "classification" else None,
     )
+    if bundle.image:  # what reading the folder found
+        facts.data["empty_class_folders"] = len(bundle.image.get("empty_classes") or [])
+        facts.data["skipped_files"] = int(bundle.image.get("skipped") or 0)
     problems = detect(facts)
     from nntune.diagnose.remedies import remedies_for
 
