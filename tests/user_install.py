@@ -478,6 +478,35 @@ def own_code(user: User) -> None:
     check("ResidualMLP (from " in listed, f"list archs --config: {listed[-500:]}")
 
 
+def image_folder(user: User) -> None:
+    """An image folder (PNG files Pillow writes, in class folders): train, predict a file."""
+    script = (
+        "import numpy as np\n"
+        "from pathlib import Path\n"
+        "from PIL import Image\n"
+        "rng = np.random.default_rng(0)\n"
+        "for c, name in enumerate(['dark', 'light']):\n"
+        "    folder = Path('photos') / name\n"
+        "    folder.mkdir(parents=True, exist_ok=True)\n"
+        "    for i in range(30):\n"
+        "        pixels = rng.integers(0, 100, (20, 24, 3)) + 140 * c\n"
+        "        Image.fromarray(pixels.astype(np.uint8)).save(folder / f'{i}.png')\n"
+    )
+    user.command(["python", "-c", script])
+    (user.home / "photos.yaml").write_text(
+        "data: {dataset: photos/, augment: [flip, crop]}\n"
+        "model: {arch: cnn2d, hidden: [8]}\n"
+        "train: {epochs: 3}\n"
+    )
+    summary = user.json("train", "photos.yaml", "--out", "runs/photos")
+    check(summary["images"]["files"] == 60, f"the image folder: {summary.get('images')}")
+    predicted = user.command(["python", "-c",
+        "import nntune; print(nntune.load_run('runs/photos').predict(['photos/light/0.png'])"
+        "['predictions'])"])  # fmt: skip
+    check("light" in predicted.stdout, f"predict on an image file: {predicted.stdout}")
+    user.json("export", "runs/photos", "--format", "onnx")
+
+
 def python_api(user: User) -> None:
     script = (
         "import nntune\n"
@@ -502,6 +531,7 @@ STEPS: list[Callable[[User], None]] = [
     serve,
     opt_in_features,
     own_code,
+    image_folder,
     python_api,
 ]
 

@@ -140,6 +140,19 @@ def understand(data: str, target: str | None = None, task: str = "auto") -> Data
         preprocess = suggest_preprocess(found) or ["standardize"]
     else:
         preprocess = ["standardize"]
+    if raw.image is not None:  # an image folder: what reading it found
+        y_names, counts = np.unique(np.asarray(raw.y).astype(str), return_counts=True)
+        profile = {
+            "image_size": raw.image["size"],
+            "channels": raw.image["channels"],
+            "files": raw.image["files"],
+            "skipped": raw.image["skipped"],
+            "empty_classes": raw.image["empty_classes"],
+            "class_counts": dict(zip(y_names.tolist(), counts.tolist(), strict=True)),
+            "splits_given": [k for k in ("val", "test") if getattr(raw, f"y_{k}") is not None],
+        }
+        if raw.image["skipped"]:
+            notes.append(f"{raw.image['skipped']} files are no usable image (skipped)")
     if raw.source is not None:
         preprocess = []  # a Dataset is used as it is
         notes.append("a torch Dataset: used as it is (no preprocessing), batched by a DataLoader")
@@ -246,6 +259,25 @@ def starting_config(facts: DataFacts, name: str, seed: int = 0) -> dict[str, Any
         config["optimizer"] = {"name": "adamw", "lr": 3.0e-3, "weight_decay": 1.0e-2}
         config["schedule"] = {"name": "one_cycle", "pct_start": 0.25}
         config["train"] = {"epochs": 50, "batch_size": 128 if wide else 32}
+    elif facts.profile is not None and "image_size" in facts.profile:
+        # an image folder: a ResNet from 5,000 training images (a small CNN below), trained
+        # with pad-and-crop and flips (photos' classes do not change when mirrored) and label
+        # smoothing; the images' own normalization is part of the model
+        side = min(facts.sample_shape[1:])
+        config["data"]["augment"] = [{"name": "crop", "padding": max(1, side // 8)}, "flip"]
+        if classification and not by_loss:
+            config["loss"] = {"name": "cross_entropy", "label_smoothing": 0.1}
+        large = n >= 5000
+        config["model"] = {
+            "arch": {"name": "resnet2d", "blocks": 1} if large else "cnn2d",
+            "hidden": [32, 64, 128] if large else [32, 64],
+            "activation": "relu" if large else "gelu",
+            "norm": "batch",
+            **({} if large else {"dropout": 0.1}),
+        }
+        config["optimizer"] = {"name": "adamw", "lr": 3.0e-3, "weight_decay": 5.0e-2}
+        config["schedule"] = {"name": "one_cycle", "pct_start": 0.25}
+        config["train"] = {"epochs": 30 if large else 40, "batch_size": 128 if large else 32}
     else:
         # a small CNN: two conv stages, BatchNorm, GELU
         config["model"] = {
