@@ -249,7 +249,11 @@ def test_auto_takes_an_image_folder(tmp_path: Path, capsys: Any) -> None:
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
     assert result["data"]["kind"] == "image" and result["final"]["metrics"]["accuracy"] > 0.9
+    assert result["data"]["profile"]["class_counts"]["digit3"] == 183
     assert (tmp_path / "a" / "model.onnx").exists()
+    page = (tmp_path / "a" / "report.html").read_text()
+    assert "Images per class" in page and "The most confidently wrong test images" in page
+    assert page.count("data:image/png;base64,") >= 80  # 8 per class, and the mistakes
 
 
 # --- resnet2d and pretrained weights from plain files ----------------------------------------

@@ -121,6 +121,11 @@ def auto_report(result: dict[str, Any], folder: Path) -> Page:
     for note in data.get("notes") or []:
         page.text(note, "muted")
     profile = data.get("profile") or {}
+    if "image_size" in profile:  # an image folder: what it holds, and pictures of it
+        page.table(["class", "images"], list((profile.get("class_counts") or {}).items()), left=1)
+        from nntune.report.images import image_sections_or_note
+
+        image_sections_or_note(page, result.get("final_run"))
     columns = profile.get("columns") or []
     if columns:
         page.table(
