@@ -110,14 +110,16 @@ def recipe(folder: Path, epochs: int | None) -> None:
          steps_per_second=summary["steps_per_second"])  # fmt: skip
 
 
-def speed(folder: Path, steps: int = 120) -> None:
+def speed(folder: Path, steps: int = 150) -> None:
     """steps/s: nntune from the folder, nntune from an .npz of the same images, and a plain
-    loop, on the recipe's model and augmentation, a few rounds alternated."""
+    loop, on the recipe's model, augmentation, precision and memory format, three rounds
+    alternated (the best of each)."""
     import torch
 
     import nntune
     from nntune.data.images import ImageOptions, read_image_folder
     from nntune.train.build import build_parts, check_components, resolve_for_data
+    from nntune.train.engine import autocast
 
     images = read_image_folder(folder, ImageOptions())
     x, labels = np.asarray(images.x), np.asarray(images.y)
@@ -140,6 +142,7 @@ def speed(folder: Path, steps: int = 120) -> None:
             resolved = resolve_for_data(check_components(config), bundle)
             parts = build_parts(resolved, bundle, torch.device("cpu"))
             model, optimizer = parts.model, parts.optimizer
+            channels_last = config.train.channels_last
             gen = torch.Generator().manual_seed(0)
             order = torch.randperm(len(bundle.x_train), generator=gen)
             start = time.perf_counter()
@@ -150,10 +153,16 @@ def speed(folder: Path, steps: int = 120) -> None:
                 batch = nntune.data.Batch(xb, bundle.y_train[idx])
                 for augmentation in parts.augment:
                     batch = augmentation(batch, gen)
-                out = model(batch.x)
-                loss = parts.loss(out, batch.y)
-                if batch.y_mix is not None:
-                    loss = batch.lam * loss + (1 - batch.lam) * parts.loss(out, batch.y_mix)
+                xb = (
+                    batch.x.contiguous(memory_format=torch.channels_last)
+                    if channels_last
+                    else batch.x
+                )
+                with autocast(torch.device("cpu"), config.train.precision):
+                    out = model(xb)
+                    loss = parts.loss(out, batch.y)
+                    if batch.y_mix is not None:
+                        loss = batch.lam * loss + (1 - batch.lam) * parts.loss(out, batch.y_mix)
                 optimizer.zero_grad()
                 loss.backward()
                 optimizer.step()
@@ -161,7 +170,7 @@ def speed(folder: Path, steps: int = 120) -> None:
             return n / (time.perf_counter() - start)
 
         rounds = {"folder": [], "npz": [], "plain": []}
-        for _ in range(2):
+        for _ in range(3):
             rounds["folder"].append(nntune_rate(f"{folder}/", []))
             npz_sets = ["data.preprocess=[]", "model.input_shape=[1,28,28]"]
             rounds["npz"].append(nntune_rate(str(npz), npz_sets))

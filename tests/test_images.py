@@ -10,11 +10,14 @@ from typing import Any
 
 import numpy as np
 import pytest
+import torch
+import yaml
 from PIL import Image
 
 import nntune
 from nntune.data.images import ImageOptions, image_array, read_image_folder
 from nntune.errors import DataError
+from nntune.train.engine import native_bf16
 from tests.helpers import nntune_in_process, write_config
 
 
@@ -61,6 +64,27 @@ def test_a_folder_of_class_folders_trains_a_cnn(digits_run: Path) -> None:
     assert "preprocess: []" in config  # images are normalized by the model, not a pipeline
     predictor = nntune.load_run(digits_run)
     assert predictor.class_names == [f"digit{i}" for i in range(10)]
+
+
+def test_channels_last_trains_the_same_run_in_the_other_memory_format(
+    digits_run: Path, tmp_path: Path
+) -> None:
+    """train.channels_last changes where the numbers sit, not what they are: the same seed gives
+    the same losses up to rounding, and the convolution weights are channels-last."""
+    config = {
+        **CONFIG,
+        "data": {"dataset": str(digits_run.parent / "digits")},
+        "train": {**CONFIG["train"], "channels_last": True},
+    }
+    trainer = nntune.Trainer(config, write=False)
+    result = trainer.fit()
+    plain = json.loads((digits_run / "metrics.jsonl").read_text().splitlines()[-1])
+    last = result.history.records[-1]
+    assert last.train_loss == pytest.approx(plain["train_loss"], rel=1e-3)
+    # the second convolution: with one input channel both layouts are the same strides
+    conv = [m for m in trainer.model.modules() if isinstance(m, torch.nn.Conv2d)][1]
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last)
+    assert not conv.weight.is_contiguous()
 
 
 def test_prediction_takes_paths_bytes_pil_images_and_arrays(digits_run: Path) -> None:
@@ -165,6 +189,27 @@ def _bad_folder(root: Path) -> Path:
     return root
 
 
+def test_worker_processes_decode_what_threads_decode(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Large folders decode in forked worker processes, in chunks: the same arrays, in the same
+    order, and the same bad files as the threads of a small folder."""
+    import nntune.data.images as images
+
+    root = _bad_folder(tmp_path / "bad")
+    options = ImageOptions(on_error="skip")
+    monkeypatch.setenv("NNTUNE_CACHE_DIR", str(tmp_path / "cache-threads"))
+    threads = read_image_folder(root, options)
+    monkeypatch.setattr(images, "PROCESS_MIN_FILES", 1)
+    monkeypatch.setattr(images, "CHUNK_FILES", 7)  # several chunks, the last one short
+    monkeypatch.setenv("NNTUNE_CACHE_DIR", str(tmp_path / "cache-processes"))
+    assert isinstance(images._pool(10), images.ProcessPoolExecutor)
+    processes = read_image_folder(root, options)
+    assert np.array_equal(np.asarray(threads.x), np.asarray(processes.x))
+    assert list(threads.y) == list(processes.y)
+    assert threads.skipped == processes.skipped and len(processes.skipped) == 4
+
+
 def test_bad_files_stop_the_run_listing_them(tmp_path: Path, capsys: Any) -> None:
     root = _bad_folder(tmp_path / "bad")
     write_config(tmp_path / "cfg.yaml", {**CONFIG, "data": {"dataset": "bad/"}})
@@ -251,6 +296,10 @@ def test_auto_takes_an_image_folder(tmp_path: Path, capsys: Any) -> None:
     assert result["data"]["kind"] == "image" and result["final"]["metrics"]["accuracy"] > 0.9
     assert result["data"]["profile"]["class_counts"]["digit3"] == 183
     assert (tmp_path / "a" / "model.onnx").exists()
+    start = yaml.safe_load((tmp_path / "a" / "start.yaml").read_text())
+    assert start["train"]["channels_last"] is True
+    # bf16 only where this machine's CPU has the instructions for it
+    assert (start["train"].get("precision") == "bf16") == native_bf16(torch.device("cpu"))
     page = (tmp_path / "a" / "report.html").read_text()
     assert "Images per class" in page and "The most confidently wrong test images" in page
     assert page.count("data:image/png;base64,") >= 80  # 8 per class, and the mistakes

@@ -10,9 +10,10 @@ stops the run (exit 2) unless ``data.image.on_error: skip``, which leaves it out
 Each image is opened with its EXIF orientation applied, converted to RGB or gray (palette and
 alpha images are composited on white, CMYK converted, 16-bit scaled to 8 bits), and resized by
 ``fit``: ``crop`` (scale to cover the size, cut the centre), ``squish`` (scale each side) or
-``pad`` (scale to fit inside, pad with black). Decoding runs on every core (Pillow releases the
-GIL while it decodes), once: the result is cached under the nntune cache folder, keyed by the
-files' paths, sizes and modification times and the image options, so a later run of an
+``pad`` (scale to fit inside, pad with black). Decoding runs on every core, in worker processes
+for large folders (small images spend most of their time in Python code that holds the GIL, so
+threads do not scale on them), once: the result is cached under the nntune cache folder, keyed
+by the files' paths, sizes and modification times and the image options, so a later run of an
 unchanged folder reads the cache. A cache larger than a quarter of the memory is memory-mapped.
 """
 
@@ -21,10 +22,11 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import multiprocessing
 import os
 import statistics
-from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Sequence
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,6 +40,9 @@ SPLIT_NAMES = {"train": "train", "val": "val", "valid": "val", "validation": "va
 AUTO_MAX_SIDE = 64  # size: auto never goes above this (small enough to train on a CPU)
 MIN_SIDE = 8  # an image whose shorter side is below this (or below the target's) is too small
 SHOWN_BAD = 5  # bad files named in the error
+PROCESS_MIN_FILES = 2000  # from this many files decoding runs in worker processes
+CHUNK_FILES = 256  # files per task sent to a worker
+IO_OVERLAP = 4  # worker processes per core (measured: docs/benchmarks.md#image-folders)
 CACHE_VERSION = 1
 GRAY_MODES = {"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"}
 
@@ -249,6 +254,48 @@ def _scan(path: Path) -> tuple[tuple[int, int], str] | str:
         return f"truncated or corrupt ({err})"
 
 
+def _scan_chunk(paths: list[Path]) -> list[tuple[tuple[int, int], str] | str]:
+    return [_scan(path) for path in paths]
+
+
+def _decode_chunk(
+    job: tuple[list[Path], tuple[int, int], str, str],
+) -> list[np.ndarray | str]:
+    """The images of a chunk of files, or for each file that cannot be used, why."""
+    paths, size, fit, channels = job
+    out: list[np.ndarray | str] = []
+    for path in paths:
+        try:
+            out.append(image_array(path, size, fit, channels))
+        except BadImage as err:
+            out.append(str(err))
+    return out
+
+
+def _pool(n_files: int) -> Executor:
+    """Worker processes for a large folder on several cores, else threads. Processes are forked
+    (as torch's DataLoader workers are): they run Pillow and numpy only, and start in
+    milliseconds where a spawned one would import torch again."""
+    workers = _workers()
+    fork = "fork" in multiprocessing.get_all_start_methods()
+    if workers > 1 and fork and n_files >= PROCESS_MIN_FILES:
+        # more processes than cores: a folder not yet in the OS's file cache is read from disk,
+        # and while some workers wait for their files the others decode
+        processes = min(IO_OVERLAP * workers, 32)
+        return ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("fork"))
+    return ThreadPoolExecutor(workers)
+
+
+def _map_chunks(
+    pool: Executor, fn: Callable[[Any], list[Any]], items: Sequence[Any], extra: tuple[Any, ...]
+) -> list[Any]:
+    """``fn`` over chunks of ``items`` (each job ``(chunk, *extra)``, or the chunk alone),
+    results flattened back in order."""
+    chunks = [list(items[i : i + CHUNK_FILES]) for i in range(0, len(items), CHUNK_FILES)]
+    jobs = [(chunk, *extra) if extra else chunk for chunk in chunks]
+    return [result for results in pool.map(fn, jobs) for result in results]
+
+
 def read_image_folder(folder: str | Path, options: ImageOptions) -> ImageFolder:
     """Decode (or read from the cache) every image of ``folder``; errors name the bad files."""
     root = Path(folder).expanduser().resolve()
@@ -272,25 +319,18 @@ def read_image_folder(folder: str | Path, options: ImageOptions) -> ImageFolder:
     cached = _read_cache(key)
     if cached is not None:
         return cached
-    with ThreadPoolExecutor(_workers()) as pool:
-        scanned = list(pool.map(_scan, [p for *_, p in entries]))
-    bad = {i: why for i, why in enumerate(scanned) if isinstance(why, str)}
-    headers = [s for s in scanned if not isinstance(s, str)]
-    channels = options.channels
-    if channels == "auto":
-        channels = "gray" if headers and all(m in GRAY_MODES for _, m in headers) else "rgb"
-    size = options.size or _auto_size([s for s, _ in headers])
-
-    def decode(index: int) -> np.ndarray | str:
-        if index in bad:
-            return bad[index]
-        try:
-            return image_array(entries[index][2], size, options.fit, channels)
-        except BadImage as err:
-            return str(err)
-
-    with ThreadPoolExecutor(_workers()) as pool:
-        decoded = list(pool.map(decode, range(len(entries))))
+    paths = [p for *_, p in entries]
+    with _pool(len(paths)) as pool:
+        channels, size = options.channels, options.size
+        if channels == "auto" or size is None:
+            # the headers say the modes and sizes the automatic choices are made from
+            scanned = _map_chunks(pool, _scan_chunk, paths, ())
+            headers = [s for s in scanned if not isinstance(s, str)]
+            if channels == "auto":
+                gray = headers and all(m in GRAY_MODES for _, m in headers)
+                channels = "gray" if gray else "rgb"
+            size = size or _auto_size([s for s, _ in headers])
+        decoded = _map_chunks(pool, _decode_chunk, paths, (size, options.fit, channels))
     problems = [
         {"path": str(entries[i][2]), "reason": d}
         for i, d in enumerate(decoded)

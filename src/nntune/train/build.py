@@ -187,6 +187,9 @@ def build_parts(
             config.model, bundle.sample_shape, loss.n_outputs(bundle.n_outputs), bundle.task
         )
     model = image_model(model, bundle.image).to(device)  # image folders: uint8 in
+    if config.train.channels_last:
+        # only 4-D weights change layout (torch accepts the keyword; its stubs omit it)
+        model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     opt_entry = OPTIMIZERS.get(config.optimizer.name, key="optimizer")
     opt_options = opt_entry.parse_options(config.optimizer.options, "optimizer")
     scales = lr_scales(model, config.train.layer_lr) if config.train.layer_lr else None

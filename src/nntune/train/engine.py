@@ -20,7 +20,7 @@ import math
 import random
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -72,6 +72,7 @@ class EngineSettings:
     l2: float = 0.0
     weight_decay: WeightDecay | None = None
     precision: str = "fp32"  # fp32 | bf16 | fp16 (autocast of the forward pass and loss)
+    channels_last: bool = False  # 4-D batches in the channels-last memory format
     # the global gradient norm is measured every this many steps (it costs a few kernels)
     grad_norm_every: int = 10
     eval_batch_size: int = 4096
@@ -97,6 +98,17 @@ def autocast(device: torch.device, precision: str) -> contextlib.AbstractContext
         return contextlib.nullcontext()
     dtype = torch.bfloat16 if precision == "bf16" else torch.float16
     return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def native_bf16(device: torch.device) -> bool:
+    """Whether bf16 runs on the device's own instructions (AVX-512 BF16 or AMX on a CPU, an
+    Ampere or later GPU); elsewhere bf16 autocast is emulated and slower than fp32."""
+    if device.type == "cuda":
+        return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+    # torch has no public query for the CPU's bf16 instructions; these private ones are what
+    # its own oneDNN dispatch checks, so a torch without them just gets fp32
+    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(bool(getattr(torch.cpu, name, lambda: False)()) for name in checks)
 
 
 class Engine:
@@ -222,6 +234,8 @@ class Engine:
                 batch = augmentation(batch, self.generator)
             if self.strategy is not None:
                 batch = self.strategy.transform(model, self.loss, batch, self.generator)
+            if settings.channels_last and batch.x.dim() == 4:
+                batch = replace(batch, x=batch.x.contiguous(memory_format=torch.channels_last))
             last_micro = micro + 1 >= settings.accumulate or index + 1 >= n_batches
             with (
                 parallel.no_sync(not last_micro) if parallel else contextlib.nullcontext(),

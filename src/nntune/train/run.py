@@ -418,6 +418,7 @@ class Trainer:
             l2=l2,
             weight_decay=parts.weight_decay,
             precision=config.train.precision,
+            channels_last=config.train.channels_last,
         )
         if settings.l1 or settings.l2:
             from nntune.optim import decayed_parameters
