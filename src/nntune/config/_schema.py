@@ -128,12 +128,34 @@ class DataConfig(Section):
     image: ImageConfig = Field(
         default_factory=ImageConfig, description="how an image folder is read (data.dataset: dir/)"
     )
+    text: str | list[str] | None = Field(
+        None,
+        description="a table's text column (or columns, joined with a field marker): the "
+        "model reads its tokens (archs bag, textcnn, rnn, lstm, gru, transformer)",
+    )
+    tokenizer: Component = Field(
+        default_factory=lambda: Component(name="word"),
+        description="how data.text becomes tokens: word or char, with ngrams, max_tokens, "
+        "min_freq, max_length (fitted on the training part only)",
+    )
     workers: int | None = Field(
         None,
         ge=0,
         description="DataLoader worker processes for a torch Dataset (default: one per core but "
         "one, at most 4; 0 loads in the training process)",
     )
+
+    @field_validator("text")
+    @classmethod
+    def _text_columns(cls, text: str | list[str] | None) -> str | list[str] | None:
+        columns = [text] if isinstance(text, str) else text or []
+        if text is not None and (not columns or any(not c for c in columns)):
+            raise ValueError("give a column name or a non-empty list of column names")
+        return text
+
+    def text_columns(self) -> list[str]:
+        """data.text as a list ([] when the data is not text)."""
+        return [self.text] if isinstance(self.text, str) else list(self.text or [])
 
     @model_validator(mode="after")
     def _options_of_user_dataset(self) -> DataConfig:
@@ -155,6 +177,12 @@ class ModelConfig(Section):
     init: Component = Component(name="default")
     input_shape: list[int] | None = Field(
         None, description="reshape flat features to this shape, e.g. [1, 8, 8] for cnn2d"
+    )
+    embedding: int = Field(64, ge=1, description="token embedding size (text runs)")
+    variational: bool = Field(
+        False,
+        description="recurrent archs: model.dropout with one mask per sequence, the same at "
+        "every time step (Gal & Ghahramani 2016), on inputs and between layers",
     )
 
     @field_validator("hidden")
@@ -497,5 +525,6 @@ COMPONENT_FIELDS: dict[str, str] = {
     "strategy": "strategies",
     "data.preprocess[]": "preprocess",
     "data.augment[]": "augment",
+    "data.tokenizer": "tokenizers",
     "train.callbacks[]": "callbacks",
 }

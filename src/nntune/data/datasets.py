@@ -40,6 +40,7 @@ class RawDataset:
     source: Any = None
     target: str | None = None  # a table's target column (given, or the one guessed)
     image: dict[str, Any] | None = None  # an image folder: what was read (size, skipped files)
+    text: list[str] | None = None  # a table's text columns (data.text): x holds only those
 
     def __post_init__(self) -> None:
         if len(self.x) != len(self.y):
@@ -218,7 +219,12 @@ def is_data_file(name: str) -> bool:
     return name.lower().endswith(FILE_SUFFIXES) or os.sep in name or "/" in name
 
 
-def load_file(path_text: str, target: str | None, features: list[str] | None) -> RawDataset:
+def load_file(
+    path_text: str,
+    target: str | None,
+    features: list[str] | None,
+    text: list[str] | None = None,
+) -> RawDataset:
     """A CSV/TSV/Parquet table or an NPZ archive; errors name data.dataset and the file."""
     path = Path(path_text)
     if not path.exists():
@@ -238,11 +244,15 @@ def load_file(path_text: str, target: str | None, features: list[str] | None) ->
             frame = pd.read_csv(path, sep="\t" if suffix == ".tsv" else ",")
     except Exception as err:  # pandas raises many types for a broken file
         raise DataError(f"data.dataset: cannot read '{path}': {err}") from None
-    return from_table(frame, path, target, features)
+    return from_table(frame, path, target, features, text)
 
 
 def from_table(
-    frame: pd.DataFrame, path: Path, target: str | None, features: list[str] | None
+    frame: pd.DataFrame,
+    path: Path,
+    target: str | None,
+    features: list[str] | None,
+    text: list[str] | None = None,
 ) -> RawDataset:
     columns = [str(c) for c in frame.columns]
     frame.columns = pd.Index(columns)
@@ -260,6 +270,22 @@ def from_table(
             f"data.target = '{target}': no such column in '{path}'"
             f"{did_you_mean(target, columns)} (columns: {', '.join(columns)})"
         )
+    if text:
+        # the model reads the text only: other columns would need a second input
+        if features is not None and list(features) != list(text):
+            raise DataError(
+                f"data.features = {features} with data.text = {text}: a text run reads its text "
+                "columns only; remove data.features (or list the text columns in data.text)"
+            )
+        missing = [c for c in text if c not in columns]
+        if missing:
+            raise DataError(
+                f"data.text: column(s) {missing} not in '{path}'"
+                f"{did_you_mean(missing[0], columns)} (columns: {', '.join(columns)})"
+            )
+        if target in text:
+            raise DataError(f"data.text: '{target}' is the target column (data.target)")
+        features = list(text)
     if features is None:
         features = [c for c in columns if c != target]
     missing = [c for c in features if c not in columns]
@@ -277,7 +303,7 @@ def from_table(
             "drop those rows from the file"
         )
     x = frame[features].reset_index(drop=True)
-    return RawDataset(name=path.name, x=x, y=y, target=target)
+    return RawDataset(name=path.name, x=x, y=y, target=target, text=list(text) if text else None)
 
 
 def _load_npz(path: Path) -> RawDataset:
@@ -340,10 +366,16 @@ def load_dataset(
     noise: float | None = None,
     options: dict[str, Any] | None = None,
     image: Any = None,
+    text: list[str] | None = None,
 ) -> RawDataset:
     """A built-in dataset by name, a data file by path, an image folder (a directory; ``image``:
     its ImageOptions), or a user's dataset by reference (``options``: the keys of ``data:`` it
     takes)."""
+    if text and not (name not in DATASETS and is_data_file(name) and not is_reference(name)):
+        raise DataError(
+            f"data.text applies to csv/tsv/parquet tables; '{name}' is not one (its text "
+            "columns name the texts)"
+        )
     if Path(name).expanduser().is_dir() and name not in DATASETS:
         from nntune.data.images import ImageOptions
 
@@ -356,7 +388,9 @@ def load_dataset(
         for key, value in (("n_samples", n_samples), ("noise", noise)):
             if value is not None:
                 raise DataError(f"data.{key} applies to generated datasets only, not to a file")
-        return load_file(name, target, features)
+        if text and name.lower().endswith(".npz"):
+            raise DataError(f"data.text applies to csv/tsv/parquet tables, not to '{name}'")
+        return load_file(name, target, features, text)
     entry = DATASETS.get(name, key="data.dataset")
     generated = DATASETS.list("generated")
     synthetic = DATASETS.list("synthetic")

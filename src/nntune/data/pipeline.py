@@ -92,6 +92,9 @@ class DataBundle:
     # an image folder: uint8 (N, C, H, W) tensors; how they were read and the normalization
     # (per-channel mean and std in 0..1 units) the model applies to them
     image: dict[str, Any] | None = None
+    # a text column: token ids (N, max_length); the fitted tokenizer's state and what
+    # tokenizing found (see nntune.data.text)
+    text: dict[str, Any] | None = None
 
     @classmethod
     def of_dataset(
@@ -148,6 +151,7 @@ class DataBundle:
             "dataset": self.dataset,
             "pipeline": self.pipeline.state_dict() if self.pipeline else None,
             "image": self.image,
+            "text": self.text,
         }
 
 
@@ -246,6 +250,7 @@ def load_raw(data: DataConfig) -> RawDataset:
         noise=data.noise,
         options=dict(data.model_extra or {}),
         image=ImageOptions(image.side_pair(), image.fit, image.channels, image.on_error),
+        text=data.text_columns() or None,
     )
 
 
@@ -296,6 +301,11 @@ def prepare_data(
     )
     if raw.image is not None:
         return _image_bundle(
+            raw, data, task, class_names, y_pool, (train_pos, val_pos, test_pos),
+            (y_given_val, y_given_test), val,
+        )  # fmt: skip
+    if raw.text is not None:
+        return _text_bundle(
             raw, data, task, class_names, y_pool, (train_pos, val_pos, test_pos),
             (y_given_val, y_given_test), val,
         )  # fmt: skip
@@ -360,6 +370,109 @@ def prepare_data(
     )
 
 
+def _refuse_preprocess(data: DataConfig, what: str, instead: str) -> None:
+    """Images and texts have no preprocessing pipeline: only the untouched default passes."""
+    given_steps = [(p.name, {k: v for k, v in p.options.items() if v is not None})
+                   for p in data.preprocess]  # fmt: skip
+    if given_steps and given_steps != [("standardize", {})]:
+        raise DataError(
+            f"data.preprocess = {[p.name for p in data.preprocess]}: '{data.dataset}' is "
+            f"{what}, {instead}; set data.preprocess: []"
+        )
+
+
+def _text_bundle(
+    raw: RawDataset,
+    data: DataConfig,
+    task: str,
+    class_names: list[str] | None,
+    y_pool: np.ndarray,
+    positions: tuple[np.ndarray, np.ndarray, np.ndarray | None],
+    given: tuple[np.ndarray, np.ndarray],
+    val: tuple[Any, np.ndarray] | None,
+) -> DataBundle:
+    """A table's text column(s) as token ids, with a tokenizer fitted on the training part."""
+    from nntune.data.text import build_tokenizer, joined_texts
+
+    assert raw.text is not None
+    _refuse_preprocess(data, "text (data.text)", "read by its tokenizer (data.tokenizer)")
+    train_pos, val_pos, test_pos = positions
+    y_given_val, y_given_test = given
+    where = f"'{raw.name}'"
+    pool = joined_texts(raw.x, raw.text, where)
+    texts: dict[str, tuple[list[str], np.ndarray] | None] = {
+        "train": ([pool[i] for i in train_pos], y_pool[train_pos]),
+        "val": ([pool[i] for i in val_pos], y_pool[val_pos]) if len(val_pos) else None,
+        "test": None,
+    }
+    if val is not None:
+        texts["val"] = (joined_texts(to_frame(val[0])[0], raw.text, "the validation part"),
+                        y_given_val)  # fmt: skip
+    if raw.x_test is not None:
+        test_frame = to_frame(raw.x_test)[0]
+        texts["test"] = (joined_texts(test_frame, raw.text, where), y_given_test)
+    elif test_pos is not None:
+        texts["test"] = ([pool[i] for i in test_pos], y_pool[test_pos])
+    tokenizer = build_tokenizer(data.tokenizer.name, dict(data.tokenizer.options))
+    train_texts = texts["train"][0]  # type: ignore[index]
+    tokenizer.fit(train_texts)
+    tensors: dict[str, tuple[torch.Tensor, torch.Tensor] | None] = {}
+    counts: dict[str, dict[str, int]] = {}
+    for name, part in texts.items():
+        if part is None:
+            tensors[name] = None
+            continue
+        ids, counts[name] = tokenizer.encode(part[0])
+        labels = part[1]
+        tensors[name] = (torch.from_numpy(ids), torch.from_numpy(labels))
+    seen = {" ".join(t.lower().split()) for t in train_texts}
+    held = [t for name in ("val", "test") if texts[name] for t in texts[name][0]]  # type: ignore[index]
+    shared = sum(" ".join(t.lower().split()) in seen for t in held)
+    rows = {name: len(part[0]) for name, part in texts.items() if part is not None}
+    checks = {
+        "texts": sum(rows.values()),
+        "empty_texts": sum(c["empty"] for c in counts.values()),
+        "truncated_texts": sum(c["truncated"] for c in counts.values()),
+        "truncated_share": sum(c["truncated"] for c in counts.values())
+        / max(sum(rows.values()), 1),
+        "duplicate_texts": shared,
+        "duplicate_fraction": shared / len(held) if held else 0.0,
+    }
+    judged = counts.get("val") or counts.get("test")
+    if judged:  # OOV on held-out texts: words the model never learned an embedding for
+        checks["oov_rate"] = judged["oov"] / max(judged["tokens"], 1)
+    n_outputs = (
+        len(class_names or [])
+        if task == "classification"
+        else int(y_pool.reshape(len(y_pool), -1).shape[1])
+    )
+    if task == "classification" and n_outputs < 2:
+        raise DataError(f"data: the target of '{raw.name}' has a single class; nothing to learn")
+    train, val_part, test = tensors["train"], tensors["val"], tensors["test"]
+    assert train is not None
+    return DataBundle(
+        x_train=train[0],
+        y_train=train[1],
+        x_val=val_part[0] if val_part else None,
+        y_val=val_part[1] if val_part else None,
+        x_test=test[0] if test else None,
+        y_test=test[1] if test else None,
+        task=task,
+        n_outputs=n_outputs,
+        sample_shape=(tokenizer.length,),
+        class_names=class_names,
+        feature_names=list(raw.text),
+        dataset=raw.name,
+        text={
+            "columns": list(raw.text),
+            "tokenizer": tokenizer.state_dict(),
+            "vocab_size": tokenizer.vocab_size,
+            "max_length": tokenizer.length,
+            "checks": checks,
+        },
+    )
+
+
 IMAGENET = ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])  # mean, std of RGB in 0..1
 
 
@@ -376,14 +489,9 @@ def _image_bundle(
     """An image folder's parts as uint8 tensors (no preprocessing pipeline: the model
     normalizes its input with the training part's channel statistics, see ImageModel)."""
     assert raw.image is not None
-    given_steps = [(p.name, {k: v for k, v in p.options.items() if v is not None})
-                   for p in data.preprocess]  # fmt: skip
-    if given_steps and given_steps != [("standardize", {})]:
-        raise DataError(
-            f"data.preprocess = {[p.name for p in data.preprocess]}: '{data.dataset}' is an "
-            "image folder, normalized by data.image.normalize (dataset, imagenet or none); "
-            "set data.preprocess: []"
-        )
+    _refuse_preprocess(
+        data, "an image folder", "normalized by data.image.normalize (dataset, imagenet or none)"
+    )
     train_pos, val_pos, test_pos = positions
     y_given_val, y_given_test = given
     x_pool = np.asarray(raw.x)

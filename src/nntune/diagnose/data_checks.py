@@ -7,7 +7,13 @@ from typing import Any
 
 import torch
 
-from nntune.diagnose.detectors import DUPLICATES, UNSCALED_MEAN, UNSCALED_STD
+from nntune.diagnose.detectors import (
+    DUPLICATES,
+    OOV_RATE,
+    TRUNCATED_SHARE,
+    UNSCALED_MEAN,
+    UNSCALED_STD,
+)
 
 CONSTANT_SHARE = 0.1  # constant columns are reported when more than this share of features
 
@@ -15,6 +21,33 @@ CONSTANT_SHARE = 0.1  # constant columns are reported when more than this share 
 def _row_keys(x: torch.Tensor) -> set[bytes]:
     flat = x.reshape(len(x), -1).float().contiguous()
     return {row.numpy().tobytes() for row in flat}
+
+
+def _imbalance(y_train: torch.Tensor) -> float:
+    counts = torch.bincount(y_train.long().flatten())
+    counts = counts[counts > 0]
+    return float(counts.max() / counts.min()) if len(counts) else 1.0
+
+
+def text_checks(y_train: torch.Tensor, task: str, text: dict[str, Any]) -> dict[str, Any]:
+    """The checks of a text run, from what tokenizing found (nntune.data.pipeline's text
+    facts): empty texts, texts cut at max_length, texts shared between splits, and the share
+    of held-out tokens outside the vocabulary; class imbalance as for any data."""
+    found = text["checks"]
+    checks: dict[str, Any] = {
+        "rows": len(y_train),
+        "empty_texts": int(found["empty_texts"]),
+        "truncated_share": float(found["truncated_share"]),
+        "truncated_threshold": TRUNCATED_SHARE,
+        "duplicate_fraction": float(found["duplicate_fraction"]),
+        "duplicate_threshold": DUPLICATES,
+    }
+    if "oov_rate" in found:
+        checks["oov_rate"] = float(found["oov_rate"])
+        checks["oov_threshold"] = OOV_RATE
+    if task == "classification":
+        checks["class_imbalance"] = _imbalance(y_train)
+    return checks
 
 
 def data_checks(
@@ -41,9 +74,7 @@ def data_checks(
     constant = int((~varying).sum())
     checks["constant_features"] = constant if constant > CONSTANT_SHARE * x.shape[1] else 0
     if task == "classification":
-        counts = torch.bincount(y_train.long().flatten())
-        counts = counts[counts > 0]
-        checks["class_imbalance"] = float(counts.max() / counts.min()) if len(counts) else 1.0
+        checks["class_imbalance"] = _imbalance(y_train)
     if others:
         seen = _row_keys(x_train)
         rows = [key for other in others for key in _row_keys(other)]

@@ -465,13 +465,18 @@ UNSCALED_SMALL_SHARE = 0.5  # features that are only too small matter when they 
 CONSTANT_SHARE_ALARM = 0.5  # constant columns are harmless unless most of the input is constant
 IMBALANCE = 10.0
 DUPLICATES = 0.05
+# text runs: more texts cut at max_length than this (auto's length keeps 95 % whole), and more
+# held-out tokens outside the vocabulary than this, lose what the model could read
+TRUNCATED_SHARE = 0.2
+OOV_RATE = 0.25
 
 
 @DETECTORS.register("data_issue")
 def data_issue(facts: RunFacts) -> Finding | None:
     """Data problems: unscaled features, constant columns, strong class imbalance, rows shared
     between training and validation/test (the same image in two splits), non-finite values,
-    and for image folders empty class folders and skipped files (numbers from data checks).
+    for image folders empty class folders and skipped files, and for text empty texts, texts
+    cut at max_length and held-out tokens outside the vocabulary (numbers from data checks).
 
     A feature far too large (|mean| > UNSCALED_MEAN or std > UNSCALED_STD[1]) dominates every
     dot product and is reported alone; features only too small (std < UNSCALED_STD[0], e.g. the
@@ -503,6 +508,13 @@ def data_issue(facts: RunFacts) -> Finding | None:
     for key in ("empty_class_folders", "skipped_files"):
         if data.get(key, 0) > 0:
             evidence[key] = float(data[key])
+    # a text run: empty texts, texts cut short, held-out words the vocabulary lacks
+    if data.get("empty_texts", 0) > 0:
+        evidence["empty_texts"] = float(data["empty_texts"])
+    if data.get("truncated_share", 0.0) > TRUNCATED_SHARE:
+        evidence["truncated_share"] = float(data["truncated_share"])
+    if data.get("oov_rate", 0.0) > OOV_RATE:
+        evidence["oov_rate"] = float(data["oov_rate"])
     if not evidence:
         return None
     severe = "nonfinite_values" in evidence or "unscaled_features" in evidence

@@ -1,6 +1,9 @@
 """Models: architectures, activations, normalisation and init, built from the model config."""
 
-from nntune.models import resnet2d  # noqa: F401  (registers the image ResNet)
+from nntune.models import (
+    resnet2d,  # noqa: F401  (registers the image ResNet)
+    text,  # noqa: F401  (registers bag and textcnn)
+)
 from nntune.models.activations import ACTIVATIONS
 from nntune.models.archs import ARCHS, ModelSpec, image_shape_of
 from nntune.models.build import build_model, count_parameters

@@ -30,6 +30,9 @@ class ModelSpec:
     residual: bool
     input_shape: tuple[int, ...] | None = None  # model.input_shape, when given
     task: str = "classification"
+    vocab: int | None = None  # a text run: token ids 0..vocab-1 in (0: padding)
+    embedding: int = 64  # model.embedding
+    variational: bool = False  # model.variational (recurrent archs)
 
     @property
     def n_features(self) -> int:
@@ -301,6 +304,27 @@ def _sequence_shape(spec: ModelSpec) -> tuple[int, int]:
     )
 
 
+class SequenceDropout(nn.Module):
+    """Dropout of (B, T, F) sequences. Variational (Gal & Ghahramani 2016): one mask per
+    sequence and feature, the same at every time step."""
+
+    def __init__(self, p: float, variational: bool) -> None:
+        super().__init__()
+        self.p = p
+        self.variational = variational
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0.0:
+            return x
+        if not self.variational:
+            return nn.functional.dropout(x, self.p, training=True)
+        keep = x.new_empty(x.shape[0], 1, x.shape[2]).bernoulli_(1.0 - self.p)
+        return x * keep / (1.0 - self.p)
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}, variational={self.variational}"
+
+
 class RecurrentOptions(_Options):
     bidirectional: bool = False
     pooling: Literal["last", "mean"] = Field(
@@ -309,14 +333,22 @@ class RecurrentOptions(_Options):
 
 
 class RecurrentNet(nn.Module):
-    """Stacked recurrent layers (one per width) and a linear read-out."""
+    """Stacked recurrent layers (one per width) and a linear read-out. On a text run it reads
+    token embeddings, packed to each text's length (padding never enters the recurrence)."""
 
     def __init__(self, cell: str, options: RecurrentOptions, spec: ModelSpec) -> None:
         super().__init__()
-        steps, features = _sequence_shape(spec)
-        _check_reshape(spec, (steps, features))
+        from nntune.models.text import token_embedding
+
+        self.embed = token_embedding(spec) if spec.vocab is not None else None
+        if self.embed is not None:
+            steps, features = spec.sample_shape[0], spec.embedding
+        else:
+            steps, features = _sequence_shape(spec)
+            _check_reshape(spec, (steps, features))
         self.shape = (steps, features)
         self.pooling = options.pooling
+        self.bidirectional = options.bidirectional
         rnn_cls = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}[cell]
         directions = 2 if options.bidirectional else 1
         layers = []
@@ -327,17 +359,59 @@ class RecurrentNet(nn.Module):
             )
             n_in = width * directions
         self.layers = nn.ModuleList(layers)
-        self.dropout = _dropout(spec.dropout)
+        # variational dropout also drops input features (the same ones at every step)
+        self.input_dropout = SequenceDropout(spec.dropout if spec.variational else 0.0, True)
+        self.dropout = SequenceDropout(spec.dropout, spec.variational)
         self.norm = _norm(spec.norm, n_in, 0) if spec.norm != "none" else nn.Identity()
         self.head = nn.Linear(n_in, spec.n_outputs)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = x.reshape(x.shape[0], *self.shape)
+        if self.embed is None:
+            return self.head(self.norm(self._pool(self._run(x.reshape(x.shape[0], *self.shape)))))
+        from nntune.models.text import padding_mask
+
+        mask = padding_mask(x)
+        lengths = mask.sum(dim=1)
+        h = self._run(self.embed(x), lengths)
+        return self.head(self.norm(self._pool(h, mask, lengths)))
+
+    def _run(self, h: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+        h = self.input_dropout(h)
         for layer in self.layers:
-            h, _ = layer(h)
+            if lengths is None or not self.bidirectional:
+                # one direction: a step's state depends on earlier steps only, so the padding
+                # after a text changes nothing that is read (and the model exports as is)
+                h, _ = layer(h)
+            else:  # the backward direction must start at each text's own end
+                packed = pack_padded_sequence(
+                    h, lengths.cpu(), batch_first=True, enforce_sorted=False
+                )
+                out, _ = layer(packed)
+                h, _ = pad_packed_sequence(out, batch_first=True, total_length=h.shape[1])
             h = self.dropout(h)
-        pooled = h[:, -1] if self.pooling == "last" else h.mean(dim=1)
-        return self.head(self.norm(pooled))
+        return h
+
+    def _pool(
+        self,
+        h: torch.Tensor,
+        mask: torch.Tensor | None = None,
+        lengths: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        if mask is None or lengths is None:
+            return h[:, -1] if self.pooling == "last" else h.mean(dim=1)
+        from nntune.models.text import masked_mean
+
+        if self.pooling == "mean":
+            return masked_mean(h, mask)
+        at_last = (lengths - 1).view(-1, 1, 1).expand(-1, 1, h.shape[2])
+        last = h.gather(1, at_last).squeeze(1)
+        if not self.bidirectional:
+            return last
+        # the backward direction has read the whole text at the first step
+        width = h.shape[2] // 2
+        return torch.cat([last[:, :width], h[:, 0, width:]], dim=1)
 
 
 def _recurrent(cell: str, doc: str) -> None:
@@ -345,7 +419,7 @@ def _recurrent(cell: str, doc: str) -> None:
         return RecurrentNet(cell, options, spec)
 
     build.__doc__ = doc
-    ARCHS.register(cell, options=RecurrentOptions)(build)
+    ARCHS.register(cell, options=RecurrentOptions, tags=("text", "recurrent"))(build)
 
 
 _recurrent("rnn", "Elman RNN (tanh), one layer per width in model.hidden.")
@@ -364,8 +438,14 @@ class TransformerNet(nn.Module):
 
     def __init__(self, options: TransformerOptions, spec: ModelSpec) -> None:
         super().__init__()
-        steps, features = _sequence_shape(spec)
-        _check_reshape(spec, (steps, features))
+        from nntune.models.text import token_embedding
+
+        self.tokens = spec.vocab is not None
+        if self.tokens:  # a text run: one token per step
+            steps, features = spec.sample_shape[0], 1
+        else:
+            steps, features = _sequence_shape(spec)
+            _check_reshape(spec, (steps, features))
         width = spec.hidden[0]
         if any(w != width for w in spec.hidden):
             raise ConfigError(
@@ -379,8 +459,12 @@ class TransformerNet(nn.Module):
             raise ConfigError(
                 f"model.arch patch={options.patch} does not divide the {steps} sequence steps"
             )
+        if self.tokens and options.patch != 1:
+            raise ConfigError("model.arch transformer: patch applies to series, not to text")
         self.shape = (steps // options.patch, options.patch * features)
-        self.embed = nn.Linear(self.shape[1], width)
+        self.embed: nn.Module = (
+            token_embedding(spec, width) if self.tokens else nn.Linear(self.shape[1], width)
+        )
         self.position = nn.Parameter(torch.zeros(1, self.shape[0], width))
         nn.init.normal_(self.position, std=0.02)
         activation = spec.activation()
@@ -398,11 +482,17 @@ class TransformerNet(nn.Module):
         self.head = nn.Linear(width, spec.n_outputs)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        tokens = self.embed(x.reshape(x.shape[0], *self.shape)) + self.position
-        return self.head(self.norm(self.encoder(tokens)).mean(dim=1))
+        if not self.tokens:
+            tokens = self.embed(x.reshape(x.shape[0], *self.shape)) + self.position
+            return self.head(self.norm(self.encoder(tokens)).mean(dim=1))
+        from nntune.models.text import masked_mean, padding_mask
+
+        mask = padding_mask(x)
+        h = self.encoder(self.embed(x) + self.position, src_key_padding_mask=~mask)
+        return self.head(masked_mean(self.norm(h), mask))
 
 
-@ARCHS.register("transformer", options=TransformerOptions)
+@ARCHS.register("transformer", options=TransformerOptions, tags=("text",))
 def transformer(options: TransformerOptions, spec: ModelSpec) -> nn.Module:
     """Transformer encoder over the sequence (layers: len(model.hidden), width: hidden[0])."""
     return TransformerNet(options, spec)

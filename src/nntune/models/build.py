@@ -20,8 +20,10 @@ def build_model(
     sample_shape: tuple[int, ...],
     n_outputs: int,
     task: str = "classification",
+    vocab: int | None = None,
 ) -> nn.Module:
-    """The model described by ``config`` for samples of ``sample_shape``, initialised."""
+    """The model described by ``config`` for samples of ``sample_shape``, initialised
+    (``vocab``: a text run's vocabulary size; its samples are token ids)."""
     act_entry = ACTIVATIONS.get(config.activation.name, key="model.activation")
     act_options = act_entry.parse_options(config.activation.options, "model.activation")
     arch_entry = ARCHS.get(config.arch.name, key="model.arch")
@@ -30,7 +32,12 @@ def build_model(
         check_model_keys(config, arch_entry.target)
     init_entry = INITS.get(config.init.name, key="model.init")
     init_options = init_entry.parse_options(config.init.options, "model.init")
-    if not config.hidden and arch_entry.name not in ("linear",) and "user" not in arch_entry.tags:
+    check_text_arch(config, arch_entry.name, arch_entry.tags, vocab)
+    if (
+        not config.hidden
+        and arch_entry.name not in ("linear", "bag")
+        and "user" not in arch_entry.tags
+    ):
         raise ConfigError(
             f"model.hidden is empty; arch '{arch_entry.name}' needs at least one width"
         )
@@ -48,10 +55,31 @@ def build_model(
         residual=config.residual,
         input_shape=tuple(config.input_shape) if config.input_shape else None,
         task=task,
+        vocab=vocab,
+        embedding=config.embedding,
+        variational=config.variational,
     )
     model = arch_entry.builder(arch_options, spec)
     apply_init(model, init_entry.builder(init_options))
     return model
+
+
+def check_text_arch(
+    config: ModelConfig, name: str, tags: frozenset[str], vocab: int | None
+) -> None:
+    """Token ids are read by the text archs (and a user's arch) only; model.variational by
+    the recurrent ones only."""
+    text_archs = ", ".join(ARCHS.list("text"))
+    if vocab is not None and "text" not in tags and "user" not in tags:
+        raise ConfigError(
+            f"model.arch = '{name}' does not read text; a text run (data.text) takes: "
+            f"{text_archs}, or your own arch (path.py:name)"
+        )
+    if config.variational and "recurrent" not in tags and "user" not in tags:
+        raise ConfigError(
+            f"model.variational applies to recurrent archs ({', '.join(ARCHS.list('recurrent'))})"
+            f", not to '{name}'"
+        )
 
 
 def arch_options_of(config: ModelConfig) -> dict[str, Any]:

@@ -28,9 +28,12 @@ ARCH_FACTS = (
     "norm",  # model.norm
     "activation",  # model.activation, as a function returning a fresh module
     "residual",  # model.residual
+    "vocab_size",  # a text run: token ids are 0..vocab_size-1 (0: padding, 1: unknown)
+    "embedding",  # model.embedding
+    "variational",  # model.variational
 )
 # model: keys that a user's arch only gets when it takes them (else they would be ignored)
-MODEL_KEYS = ("hidden", "dropout", "norm", "activation", "residual")
+MODEL_KEYS = ("hidden", "dropout", "norm", "activation", "residual", "embedding", "variational")
 
 
 def spec_facts(spec: ModelSpec) -> dict[str, Any]:
@@ -46,6 +49,9 @@ def spec_facts(spec: ModelSpec) -> dict[str, Any]:
         "norm": spec.norm,
         "activation": spec.activation,
         "residual": spec.residual,
+        "vocab_size": spec.vocab,
+        "embedding": spec.embedding,
+        "variational": spec.variational,
     }
     if spec.task == "classification":
         facts["num_classes"] = spec.n_outputs

@@ -40,6 +40,16 @@ class PredictRequest(BaseModel):
     )
 
 
+class TextPredictRequest(BaseModel):
+    """Texts, as in the run's text column (its own tokenizer reads them)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"inputs": ["a quietly moving film"]}]}
+    )
+    # checked by ServedModel.check_texts, whose message names what is expected
+    inputs: list[Any] = Field(description="texts (strings), one per prediction")
+
+
 class PredictResponse(BaseModel):
     predictions: list[Any] = Field(description="class names (or codes), or regression values")
     probabilities: list[list[float]] | None = Field(
@@ -56,6 +66,7 @@ def create_app(
     max_rows: int = 1024,
     trust_code: bool = False,
     max_image_bytes: int = 10 << 20,
+    max_text_chars: int = 100_000,
 ) -> FastAPI:
     """The app serving a run folder's model. The model is loaded here, so that a missing or
     corrupt run folder is a RunFolderError before any port is bound."""
@@ -115,7 +126,15 @@ def create_app(
         metrics.predicted(len(rows))
         return JSONResponse(result)
 
-    if served.image is None:
+    if served.text is not None:
+
+        @app.post("/predict", response_model=PredictResponse, response_model_exclude_none=True)
+        async def predict_texts(body: TextPredictRequest) -> JSONResponse:
+            """Predictions (and class probabilities) for texts, read by the run's tokenizer.
+            Concurrent requests are micro-batched."""
+            return await answer(lambda: served.check_texts(body.inputs, max_rows, max_text_chars))
+
+    elif served.image is None:
 
         @app.post("/predict", response_model=PredictResponse, response_model_exclude_none=True)
         async def predict(body: PredictRequest) -> JSONResponse:

@@ -41,6 +41,7 @@ class ServedModel:
         self.task = predictor.task
         self.classes = predictor.class_names
         self.image: dict[str, Any] | None = predictor.meta.get("image")  # an image run
+        self.text: dict[str, Any] | None = predictor.meta.get("text")  # a text run
         pipeline = predictor.pipeline
         self.columns: list[str] = list(pipeline.input_columns) if pipeline else []
         raw_shape = pipeline.raw_shape if pipeline and pipeline.raw_shape else None
@@ -122,6 +123,28 @@ class ServedModel:
                     )
         return rows
 
+    def check_texts(self, inputs: list[Any], max_rows: int, max_chars: int) -> list[Any]:
+        """The texts of a request, checked (count, strings, length); InputError otherwise."""
+        example = '{"inputs": ["a quietly moving film"]}'
+        if not inputs:
+            raise InputError(422, f"inputs is empty; send 1 to {max_rows} texts, e.g. {example}")
+        if len(inputs) > max_rows:
+            raise InputError(
+                413,
+                f"{len(inputs)} texts in one request; at most {max_rows} are allowed "
+                "(split the request, or start the server with a larger --max-rows)",
+            )
+        for i, text in enumerate(inputs):
+            if not isinstance(text, str):
+                raise InputError(
+                    422, f"inputs[{i}] is {type(text).__name__}, not a text; send {example}"
+                )
+            if len(text) > max_chars:
+                raise InputError(
+                    413, f"inputs[{i}] has {len(text):,} characters; at most {max_chars:,}"
+                )
+        return inputs
+
     def check_images(self, files: list[bytes], max_rows: int, max_bytes: int) -> list[Any]:
         """The images of a request (bytes of image files), decoded and resized as the run read
         its folder; InputError names the image that is too large or no image."""
@@ -166,6 +189,8 @@ class ServedModel:
         classification."""
         if self.image is not None:  # decoded images (check_images)
             return self.predictor.predict(np.stack(rows))
+        if self.text is not None:  # strings (check_texts)
+            return self.predictor.predict(list(rows))
         plain = all(isinstance(v, (int, float)) for row in rows for v in row)
         if plain:
             array = np.asarray(rows, dtype=np.float64)
@@ -195,4 +220,5 @@ class ServedModel:
                 if self.image
                 else {}
             ),
+            **({"inputs": "texts", "text_columns": self.text["columns"]} if self.text else {}),
         }

@@ -12,6 +12,7 @@ from torch import nn
 
 from nntune.config import COMPONENT_FIELDS, Component, Config, validate_config
 from nntune.data import AUGMENT, DATASETS, PREPROCESS, Augmentation, AugmentContext, DataBundle
+from nntune.data.text import TOKENIZERS
 from nntune.errors import ConfigError
 from nntune.losses import LOSSES, Loss, build_loss, default_loss
 from nntune.metrics import check_metrics, epoch_metric_names
@@ -44,6 +45,7 @@ REGISTRIES: dict[str, Registry[Any]] = {
     "datasets": DATASETS,
     "preprocess": PREPROCESS,
     "augment": AUGMENT,
+    "tokenizers": TOKENIZERS,
     "strategies": STRATEGIES,
     "callbacks": CALLBACKS,
 }
@@ -122,8 +124,9 @@ def resolve_for_data(config: Config, bundle: DataBundle) -> Config:
     monitor. Monitors that would never be logged are errors now, before training starts."""
     raw = config.model_dump(mode="python")
     raw["data"]["task"] = bundle.task
-    if bundle.train_dataset is not None or bundle.image is not None:
-        raw["data"]["preprocess"] = []  # a torch Dataset as it is; images: data.image.normalize
+    if bundle.train_dataset is not None or bundle.image is not None or bundle.text is not None:
+        # a torch Dataset as it is; images: data.image.normalize; text: data.tokenizer
+        raw["data"]["preprocess"] = []
     if config.loss.name == "auto":
         raw["loss"] = _resolve_component(LOSSES, Component(name=default_loss(bundle.task)), "loss")
     metrics = config.train.metrics
@@ -184,7 +187,11 @@ def build_parts(
     ).to(device)
     if model is None:
         model = build_model(
-            config.model, bundle.sample_shape, loss.n_outputs(bundle.n_outputs), bundle.task
+            config.model,
+            bundle.sample_shape,
+            loss.n_outputs(bundle.n_outputs),
+            bundle.task,
+            vocab=text_vocab(bundle.text),
         )
     model = image_model(model, bundle.image).to(device)  # image folders: uint8 in
     if config.train.channels_last:
@@ -219,6 +226,12 @@ def build_parts(
             tuple(config.model.input_shape) if config.model.input_shape else None,
         ),
     )
+    if bundle.text is not None and config.data.augment:
+        raise ConfigError(
+            f"data.augment = {[c.name for c in config.data.augment]}: these augmentations "
+            "change numbers, and a text run's inputs are token ids; set data.augment: [] "
+            "(regularize text with model.dropout, model.variational or weight decay)"
+        )
     augment = []
     for i, component in enumerate(config.data.augment):
         entry = AUGMENT.get(component.name, key=f"data.augment[{i}]")
@@ -233,6 +246,11 @@ def build_parts(
         full_batch="full_batch" in opt_entry.tags,
         weight_decay=weight_decay,
     )
+
+
+def text_vocab(text: dict[str, Any] | None) -> int | None:
+    """The vocabulary size of a text run (its bundle's or checkpoint's text facts)."""
+    return int(text["vocab_size"]) if text else None
 
 
 def as_reconstruction(bundle: DataBundle) -> DataBundle:

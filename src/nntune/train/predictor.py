@@ -17,6 +17,7 @@ from nntune.errors import DataError, RunFolderError
 from nntune.losses import LOSSES, Loss, build_loss
 from nntune.models import build_model, image_model
 from nntune.models.quantize import quantized_like
+from nntune.train.build import text_vocab
 from nntune.train.callbacks.checkpoints import model_weights
 from nntune.train.checkpoint import load_checkpoint
 from nntune.train.code import trusted_meta
@@ -46,6 +47,8 @@ class Predictor:
             from nntune.data.images import image_inputs
 
             return torch.from_numpy(image_inputs(raw, image))
+        if self.meta.get("text"):
+            return self.token_ids(raw)
         if isinstance(raw, pd.DataFrame):
             frame = raw
             if self.pipeline is not None and self.pipeline.input_columns:
@@ -78,6 +81,20 @@ class Predictor:
             )
         values = frame_to_array(frame, "input", "prediction inputs")
         return torch.from_numpy(values).reshape(rows, *self.sample_shape)
+
+    def token_ids(self, raw: pd.DataFrame | np.ndarray | list[Any] | str) -> torch.Tensor:
+        """Texts (strings, or a table with the run's text columns) → the run's token ids."""
+        from nntune.data.text import Tokenizer, as_texts, joined_texts
+
+        text = self.meta["text"]
+        if isinstance(raw, pd.DataFrame):
+            texts = joined_texts(raw, text["columns"], "the inputs")
+        else:
+            texts = as_texts(raw)
+        tokenizer = getattr(self, "_tokenizer", None)
+        if tokenizer is None:
+            tokenizer = self._tokenizer = Tokenizer.from_state(text["tokenizer"])
+        return torch.from_numpy(tokenizer.encode(texts)[0])
 
     @torch.no_grad()
     def predict(self, raw: pd.DataFrame | np.ndarray | list[Any]) -> dict[str, Any]:
@@ -132,6 +149,7 @@ def load_run(run_dir: str | Path, checkpoint: str = "best", trust_code: bool = F
             tuple(meta["sample_shape"]),
             loss.n_outputs(meta["n_outputs"]),
             meta["task"],
+            vocab=text_vocab(meta.get("text")),
         )
         model = image_model(model, meta.get("image"))
         quantized = (meta.get("compression") or {}).get("quantize")

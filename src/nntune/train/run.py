@@ -97,6 +97,18 @@ def normalized(x: torch.Tensor, image: dict[str, Any]) -> torch.Tensor:
         return ImageInput(image["mean"], image["std"])(x)
 
 
+def text_summary(text: dict[str, Any]) -> dict[str, Any]:
+    """A text run's facts without its vocabulary (that stays in the checkpoint)."""
+    tokenizer = text["tokenizer"]
+    return {
+        "columns": text["columns"],
+        "tokenizer": {"name": tokenizer["kind"], **tokenizer["options"]},
+        "vocab_size": text["vocab_size"],
+        "max_length": text["max_length"],
+        **text["checks"],
+    }
+
+
 def doctor_findings(
     config: Config, bundle: DataBundle, engine: Engine, probe: DoctorProbe, failure: str | None
 ) -> dict[str, Any]:
@@ -114,13 +126,19 @@ def doctor_findings(
             normalized(x_train, bundle.image),
             [normalized(x, bundle.image) for x in others],
         )
+    if bundle.text:  # token ids are no features to scale: what tokenizing found
+        from nntune.diagnose.data_checks import text_checks
+
+        data = text_checks(y_train, bundle.task, bundle.text)
+    else:
+        data = data_checks(x_train, y_train, bundle.task, others)
     facts = RunFacts(
         history=engine.state.history.to_json(),
         task=bundle.task,
         epochs=config.train.epochs,
         probe=stats,
         failure=failure,
-        data=data_checks(x_train, y_train, bundle.task, others),
+        data=data,
         n_classes=bundle.n_outputs if bundle.task == "classification" else None,
     )
     if bundle.image:  # what reading the folder found
@@ -761,6 +779,8 @@ class Trainer:
             **({"init_from": self.init_report} if self.init_report else {}),
             # an image folder: its size, channels, and the files skipped (on_error: skip)
             **({"images": bundle.image} if bundle.image else {}),
+            # a text column: the fitted vocabulary's size, the length, what tokenizing found
+            **({"text": text_summary(bundle.text)} if bundle.text else {}),
         }
 
 

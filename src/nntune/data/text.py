@@ -1,0 +1,205 @@
+"""Text columns as token ids: tokenizers fitted on the training part only, saved in checkpoints.
+
+A text run's model input is a LongTensor (N, max_length) of token ids: ``PAD`` (0) after the
+end of each text, ``OOV`` (1) for tokens outside the vocabulary. The text archs (bag, textcnn,
+rnn/lstm/gru, transformer) embed the ids and mask the padding.
+
+Why not scikit-learn's CountVectorizer: it yields counts, not the token order that sequence
+models read; its analyzers are reused here only in spirit (the same lowercase and punctuation
+rules as Keras' TextVectorization default, n-grams chosen by frequency like ``ngram_range``).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field
+
+from nntune.errors import DataError
+from nntune.registry import Registry
+
+PAD, OOV = 0, 1
+FIELD_MARKER = " xxfield "  # between the columns of data.text: [col1, col2] (fastai's xxfld)
+MAX_AUTO_LENGTH = 1000  # max_length: auto never pads beyond this many tokens
+AUTO_LENGTH_QUANTILE = 95  # auto: the length that holds this percentile of training texts
+
+_PUNCTUATION = re.compile(r"[^\w\s]+")
+_SPACE = re.compile(r"\s+")
+
+
+class TokenizerOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    ngrams: int = Field(
+        1, ge=1, le=5, description="n-grams up to n become tokens too (after the single tokens)"
+    )
+    max_tokens: int = Field(
+        20000, ge=3, description="vocabulary size, PAD and OOV included (most frequent first)"
+    )
+    min_freq: int = Field(
+        1, ge=1, description="a token must occur this often in training texts to be kept"
+    )
+    max_length: int | Literal["auto"] = Field(
+        "auto",
+        description="tokens per text (longer ones are cut); auto: the 95th percentile of the "
+        "training texts, at most 1000",
+    )
+    lowercase: bool = True
+
+
+TOKENIZERS: Registry[Any] = Registry("tokenizer")
+
+
+def _words(text: str, lowercase: bool) -> list[str]:
+    text = text.lower() if lowercase else text
+    return _PUNCTUATION.sub(" ", text).split()
+
+
+def _chars(text: str, lowercase: bool) -> list[str]:
+    text = text.lower() if lowercase else text
+    return list(_SPACE.sub(" ", text).strip())
+
+
+@TOKENIZERS.register("word", options=TokenizerOptions)
+def word(options: TokenizerOptions) -> Tokenizer:
+    """Words: lowercase, punctuation stripped, split on white space (Keras' default)."""
+    return Tokenizer("word", options)
+
+
+@TOKENIZERS.register("char", options=TokenizerOptions)
+def char(options: TokenizerOptions) -> Tokenizer:
+    """Characters (white space collapsed); ngrams: n makes character n-grams tokens too."""
+    return Tokenizer("char", options)
+
+
+@dataclass
+class Tokenizer:
+    """Splits texts into tokens and maps them to ids with a vocabulary fitted on training
+    texts: ``fit`` once, then ``encode`` any texts (unknown tokens are OOV)."""
+
+    kind: str
+    options: TokenizerOptions
+    vocabulary: list[str] = field(default_factory=list)  # id 2, 3, ... in order
+    length: int = 0  # the fitted max_length
+    _ids: dict[str, int] = field(default_factory=dict, repr=False)
+
+    def tokens(self, text: str) -> list[str]:
+        split = _words if self.kind == "word" else _chars
+        units = split(text, self.options.lowercase)
+        joiner = " " if self.kind == "word" else ""
+        grams = list(units)
+        for n in range(2, self.options.ngrams + 1):
+            grams += [joiner.join(units[i : i + n]) for i in range(len(units) - n + 1)]
+        return grams
+
+    def fit(self, texts: Iterable[str]) -> Tokenizer:
+        counts: Counter[str] = Counter()
+        lengths = []
+        for text in texts:
+            tokens = self.tokens(text)
+            counts.update(tokens)
+            lengths.append(len(tokens))
+        kept = [t for t, c in counts.most_common() if c >= self.options.min_freq]
+        self.vocabulary = kept[: self.options.max_tokens - 2]
+        self._ids = {t: i + 2 for i, t in enumerate(self.vocabulary)}
+        if self.options.max_length == "auto":
+            quantile = np.percentile(lengths, AUTO_LENGTH_QUANTILE) if lengths else 1
+            self.length = int(min(max(math.ceil(quantile), 1), MAX_AUTO_LENGTH))
+        else:
+            self.length = int(self.options.max_length)
+        return self
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.vocabulary) + 2
+
+    def encode(self, texts: Sequence[str]) -> tuple[np.ndarray, dict[str, int]]:
+        """(ids of shape (N, length), counts): ``tokens``, ``oov`` (tokens outside the
+        vocabulary), ``truncated`` (texts cut at max_length), ``empty`` (texts without a
+        token)."""
+        ids = np.zeros((len(texts), self.length), dtype=np.int64)
+        counts = {"tokens": 0, "oov": 0, "truncated": 0, "empty": 0}
+        lookup = self._ids.get
+        for row, text in enumerate(texts):
+            tokens = self.tokens(text)
+            if not tokens:
+                counts["empty"] += 1
+                continue
+            if len(tokens) > self.length:
+                counts["truncated"] += 1
+                tokens = tokens[: self.length]
+            codes = [lookup(t, OOV) for t in tokens]
+            counts["tokens"] += len(codes)
+            counts["oov"] += codes.count(OOV)
+            ids[row, : len(codes)] = codes
+        return ids, counts
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "options": self.options.model_dump(mode="json"),
+            "vocabulary": list(self.vocabulary),
+            "length": self.length,
+        }
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> Tokenizer:
+        tokenizer = cls(state["kind"], TokenizerOptions.model_validate(state["options"]))
+        tokenizer.vocabulary = list(state["vocabulary"])
+        tokenizer._ids = {t: i + 2 for i, t in enumerate(tokenizer.vocabulary)}
+        tokenizer.length = int(state["length"])
+        return tokenizer
+
+
+def build_tokenizer(name: str, options: dict[str, Any], key: str = "data.tokenizer") -> Tokenizer:
+    entry = TOKENIZERS.get(name, key=key)
+    tokenizer: Tokenizer = entry.builder(entry.parse_options(options, key))
+    return tokenizer
+
+
+def joined_texts(frame: pd.DataFrame, columns: Sequence[str], where: str) -> list[str]:
+    """The text of each row: the columns' strings joined by FIELD_MARKER (missing: empty)."""
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise DataError(
+            f"data.text: column(s) {missing} not in {where} "
+            f"(columns: {', '.join(map(str, frame.columns))})"
+        )
+    parts = [frame[c].astype("string").fillna("").astype(str).tolist() for c in columns]
+    if len(parts) == 1:
+        return parts[0]
+    return [FIELD_MARKER.join(row) for row in zip(*parts, strict=True)]
+
+
+def as_texts(raw: Any) -> list[str]:
+    """Prediction inputs of a text run: a string, a list of strings, or a table with the
+    run's text columns; anything else is a DataError naming what was expected."""
+    if isinstance(raw, str):
+        return [raw]
+    if isinstance(raw, np.ndarray):
+        raw = raw.reshape(-1).tolist()
+    if isinstance(raw, (list, tuple, pd.Series)):
+        texts = list(raw)
+        bad = [i for i, t in enumerate(texts) if not isinstance(t, str)]
+        if bad:
+            shown = type(texts[bad[0]]).__name__
+            raise DataError(
+                f"inputs[{bad[0]}] is a {shown}; a text run takes strings, e.g. "
+                '{"inputs": ["a quietly moving film"]}'
+            )
+        return texts
+    raise DataError(
+        f"inputs of a text run must be strings (a list of texts), got {type(raw).__name__}"
+    )
+
+
+def median_words(texts: Sequence[str]) -> float:
+    """The median number of words per text (Google's text-classification guide's W)."""
+    return float(np.median([len(_words(t, True)) for t in texts])) if texts else 0.0
