@@ -507,6 +507,29 @@ def image_folder(user: User) -> None:
     user.json("export", "runs/photos", "--format", "onnx")
 
 
+def text_column(user: User) -> None:
+    """A CSV with a text column: train a bag of words, predict strings, export to ONNX."""
+    rows = ["review,sentiment"]
+    for i in range(80):
+        good = i % 2 == 0
+        word = ["dull", "superb"][good]
+        rows.append(f"the film was {word} and the story {word} {i},{'fresh' if good else 'rotten'}")
+    (user.home / "reviews.csv").write_text("\n".join(rows) + "\n")
+    (user.home / "reviews.yaml").write_text(
+        "data: {dataset: reviews.csv, target: sentiment, text: review}\n"
+        "model: {arch: bag, hidden: []}\n"
+        "optimizer: {name: adam, lr: 0.05}\n"
+        "train: {epochs: 5}\n"
+    )
+    summary = user.json("train", "reviews.yaml", "--out", "runs/reviews")
+    check(summary["text"]["vocab_size"] > 2, f"the text column: {summary.get('text')}")
+    predicted = user.command(["python", "-c",
+        "import nntune; print(nntune.load_run('runs/reviews').predict(['a superb film'])"
+        "['predictions'])"])  # fmt: skip
+    check("fresh" in predicted.stdout, f"predict on a text: {predicted.stdout}")
+    user.json("export", "runs/reviews", "--format", "onnx")
+
+
 def python_api(user: User) -> None:
     script = (
         "import nntune\n"
@@ -532,6 +555,7 @@ STEPS: list[Callable[[User], None]] = [
     opt_in_features,
     own_code,
     image_folder,
+    text_column,
     python_api,
 ]
 

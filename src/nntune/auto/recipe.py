@@ -17,13 +17,13 @@ from nntune.config import Config
 from nntune.data import DATASETS
 from nntune.data.datasets import RawDataset, is_data_file, load_dataset
 from nntune.data.pipeline import infer_task
-from nntune.data.profile import profile_frame, suggest_preprocess
+from nntune.data.profile import profile_frame, suggest_preprocess, text_columns
 from nntune.errors import DataError
 from nntune.train.engine import native_bf16
 from nntune.train.run import resolve_device
 from nntune.usercode import absolute_reference, is_reference
 
-KINDS = ("table", "signal", "image")
+KINDS = ("table", "signal", "image", "text")
 # below this many validation rows, accuracy moves in steps of 0.2 % or more and many trials tie
 # at the top: the search ranks trials by validation loss instead (without label smoothing,
 # which would make the losses of trials incomparable), and scores each trial by k-fold
@@ -35,6 +35,9 @@ SEARCH_FOLDS = 5
 # a 2-D array of this many or more features is read as one signal (a row = a sequence); fewer
 # are table columns
 MIN_SIGNAL_LENGTH = 16
+# text: Google's text-classification guide measured the ratio of training samples to words per
+# sample: below ~1,500 a bag of n-grams wins, above a sequence model (its sepCNN; here textcnn)
+TEXT_SEQUENCE_RATIO = 1500
 
 
 @dataclass
@@ -51,6 +54,7 @@ class DataFacts:
     preprocess: list[Any]
     profile: dict[str, Any] | None = None
     notes: list[str] = field(default_factory=list)
+    text: list[str] | None = None  # a table's free-text columns: the model reads them
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -64,6 +68,7 @@ class DataFacts:
             "preprocess": self.preprocess,
             "profile": self.profile,
             "notes": self.notes,
+            **({"text": self.text} if self.text else {}),
         }
 
 
@@ -131,6 +136,7 @@ def understand(data: str, target: str | None = None, task: str = "auto") -> Data
     if task == "auto":
         task = raw.task or infer_task(y)
     profile = None
+    text: list[str] = []
     if kind == "table":
         frame = raw.x if isinstance(raw.x, pd.DataFrame) else _frame(raw.x)
         named = target or "target"
@@ -140,6 +146,15 @@ def understand(data: str, target: str | None = None, task: str = "auto") -> Data
         profile = found.to_json()
         notes += found.warnings
         preprocess = suggest_preprocess(found) or ["standardize"]
+        text = text_columns(found)
+        if text:  # free text: a text run reads those columns (and only those)
+            kind, preprocess = "text", []
+            profile = {**text_profile(frame, text, y, task), "columns": profile["columns"]}
+            others = [c for c in frame.columns if c not in text]
+            if others:
+                notes.append(
+                    f"a text run reads its text column(s) {text} only; not used: {others[:10]}"
+                )
     else:
         preprocess = ["standardize"]
     if raw.image is not None:  # an image folder: what reading it found
@@ -160,6 +175,8 @@ def understand(data: str, target: str | None = None, task: str = "auto") -> Data
         notes.append("a torch Dataset: used as it is (no preprocessing), batched by a DataLoader")
     sample_shape = list(np.asarray(raw.x).shape[1:]) if kind != "table" else [raw.x.shape[1]]
     n_classes = len(np.unique(y)) if task == "classification" else None
+    if kind == "text":
+        sample_shape = [len(text)]
     return DataFacts(
         dataset=dataset,
         target=target,
@@ -171,7 +188,35 @@ def understand(data: str, target: str | None = None, task: str = "auto") -> Data
         preprocess=preprocess,
         profile=profile,
         notes=notes,
+        text=text if kind == "text" else None,
     )
+
+
+def text_profile(
+    frame: pd.DataFrame, columns: list[str], y: np.ndarray, task: str
+) -> dict[str, Any]:
+    """Rows, median words per text, the vocabulary of a word tokenizer fitted on 80 % of the
+    texts and its out-of-vocabulary rate on the other 20 %, and the class balance."""
+    from nntune.data.text import build_tokenizer, joined_texts, median_words
+
+    texts = joined_texts(frame, columns, "the data")
+    order = np.random.default_rng(0).permutation(len(texts))
+    cut = max(1, int(0.8 * len(texts)))
+    tokenizer = build_tokenizer("word", {"max_tokens": 10**9}).fit([texts[i] for i in order[:cut]])
+    held = [texts[i] for i in order[cut:]]
+    _, counts = tokenizer.encode(held) if held else (None, {"oov": 0, "tokens": 0})
+    profile: dict[str, Any] = {
+        "text_columns": columns,
+        "rows": len(texts),
+        "median_words": median_words(texts),
+        "vocabulary": tokenizer.vocab_size - 2,
+        "oov_rate": counts["oov"] / max(counts["tokens"], 1),
+        "empty_texts": sum(not t.strip() for t in texts),
+    }
+    if task == "classification":
+        names, n = np.unique(np.asarray(y).astype(str), return_counts=True)
+        profile["class_counts"] = dict(zip(names.tolist(), n.tolist(), strict=True))
+    return profile
 
 
 def _frame(x: np.ndarray) -> pd.DataFrame:
@@ -205,6 +250,7 @@ def starting_config(facts: DataFacts, name: str, seed: int = 0) -> dict[str, Any
             "val_split": 0.2,
             "test_split": 0.2,
             "preprocess": facts.preprocess,
+            **({"text": facts.text} if facts.text else {}),
         },
         "loss": (
             {"name": "cross_entropy", "label_smoothing": 0.0 if by_loss else 0.05}
@@ -241,6 +287,9 @@ def starting_config(facts: DataFacts, name: str, seed: int = 0) -> dict[str, Any
             "batch_size": 32 if n < 2000 else 128,
             "early_stopping": {"monitor": "val_loss", "patience": 25, "restore_best": True},
         }
+    elif facts.kind == "text":
+        config["data"]["tokenizer"], rest = text_recipe(facts, n)
+        config.update(rest)
     elif facts.kind == "signal":
         # the MNIST-1D recipe of examples/mnist1d.yaml (a small 1-D ResNet), narrower below
         # 2,000 signals
@@ -302,6 +351,37 @@ def starting_config(facts: DataFacts, name: str, seed: int = 0) -> dict[str, Any
         config["schedule"] = {"name": "one_cycle", "pct_start": 0.25}
         config["train"] = {"epochs": 40, "batch_size": 64 if n >= 1000 else 32}
     return config
+
+
+def text_recipe(facts: DataFacts, n: int) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The tokenizer, and model, optimizer, schedule and train of a text run: by Google's ratio of
+    training texts to words per text, a bag of words and bigrams (fastText-style) below
+    TEXT_SEQUENCE_RATIO, a text CNN over word embeddings above; early stopping on the
+    validation loss keeps the best epoch (text models overfit within a few epochs)."""
+    words = max(float((facts.profile or {}).get("median_words") or 1.0), 1.0)
+    sequence = n / words >= TEXT_SEQUENCE_RATIO
+    if sequence:
+        tokenizer: dict[str, Any] = {"name": "word", "max_tokens": 30000, "min_freq": 2}
+        model: dict[str, Any] = {
+            "arch": {"name": "textcnn", "kernel_sizes": [3, 4, 5]},
+            "hidden": [128],
+            "embedding": 128,
+            "activation": "relu",
+            "dropout": 0.5,
+        }
+    else:
+        tokenizer = {"name": "word", "ngrams": 2, "max_tokens": 100000, "min_freq": 1}
+        model = {"arch": "bag", "hidden": [], "embedding": 64, "dropout": 0.2}
+    return tokenizer, {
+        "model": model,
+        "optimizer": {"name": "adamw", "lr": 3.0e-3, "weight_decay": 1.0e-4},
+        "schedule": {"name": "cosine", "warmup": 0.05},
+        "train": {
+            "epochs": 30,
+            "batch_size": 32 if n < 5000 else 64,
+            "early_stopping": {"monitor": "val_loss", "patience": 4, "restore_best": True},
+        },
+    }
 
 
 def search_space(facts: DataFacts, config: Config) -> dict[str, dict[str, Any]]:

@@ -37,6 +37,10 @@ OUTLIER_FACTOR = 1.5
 FAR_OUTLIER_FACTOR = 3.0
 # a class ratio (largest / smallest) above this is worth a warning
 IMBALANCE_WARNING = 3.0
+# a string column is free text (read by a tokenizer, data.text) when its values have at least
+# this many words at the median and at least half of them are distinct (categories repeat)
+TEXT_MIN_WORDS = 3
+TEXT_UNIQUE_SHARE = 0.5
 MOSTLY_MISSING = 0.5
 
 TARGET_RULE = (
@@ -48,7 +52,8 @@ TARGET_RULE = (
 
 @dataclass
 class ColumnProfile:
-    """One feature column. ``kind``: numeric, categorical, boolean, datetime or text_id."""
+    """One feature column. ``kind``: numeric, categorical, boolean, datetime, text (free
+    text: words) or text_id (an identifier)."""
 
     name: str
     kind: str
@@ -168,9 +173,24 @@ def _kind(values: pd.Series, present: pd.Series, name: str) -> str:
         return "numeric"
     if _dates(present):
         return "datetime"
+    if _free_text(present, n_unique):
+        return "text"
     if len(present) >= ID_MIN_ROWS and n_unique >= ID_UNIQUE_SHARE * len(present):
         return "text_id"
     return "categorical"
+
+
+def _free_text(present: pd.Series, n_unique: int) -> bool:
+    """Words rather than codes: several words per value at the median, mostly distinct."""
+    if len(present) < ID_MIN_ROWS or n_unique < TEXT_UNIQUE_SHARE * len(present):
+        return False
+    words = present.astype(str).head(2000).str.split().str.len()
+    return float(words.median()) >= TEXT_MIN_WORDS
+
+
+def text_columns(profile: DataProfile) -> list[str]:
+    """The free-text columns of a profiled table."""
+    return [c.name for c in profile.columns if c.kind == "text" and c.drop is None]
 
 
 def _id_name(name: str) -> bool:
@@ -224,6 +244,8 @@ def _column_warnings(column: ColumnProfile, n_rows: int) -> list[str]:
     name = column.name
     if column.kind == "text_id":
         return [f"column '{name}' looks like an identifier ({column.drop}): dropped"]
+    if column.kind == "text" and column.drop is None:
+        return [f"column '{name}' is free text: the model reads its words (data.text)"]
     if column.drop is not None:
         return [f"column '{name}' is useless as a feature ({column.drop}): dropped"]
     out = []
@@ -261,12 +283,13 @@ def suggest_preprocess(profile: DataProfile) -> list[dict[str, Any] | str]:
     categoricals with more than ONEHOT_MAX_CATEGORIES categories get integer codes, the others
     one-hot) → standardize.
     """
-    kept = [c for c in profile.columns if c.drop is None]
+    # free text is no feature column of a table: a text run reads it (data.text)
+    kept = [c for c in profile.columns if c.drop is None and c.kind != "text"]
     by_kind: dict[str, list[ColumnProfile]] = {}
     for column in kept:
         by_kind.setdefault(column.kind, []).append(column)
     steps: list[dict[str, Any] | str] = []
-    dropped = [c.name for c in profile.columns if c.drop is not None]
+    dropped = [c.name for c in profile.columns if c.drop is not None or c.kind == "text"]
     if dropped:
         steps.append({"name": "drop", "columns": dropped})
 

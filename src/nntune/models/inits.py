@@ -121,5 +121,7 @@ def apply_init(model: nn.Module, init: WeightInit | None) -> None:
                 continue
             if name.startswith("weight") and param.dim() >= 2:
                 init(param.data)
+                if isinstance(module, nn.Embedding) and module.padding_idx is not None:
+                    param.data[module.padding_idx].zero_()  # PAD embeds as zeros (text archs)
             elif name.startswith("bias"):
                 nn.init.zeros_(param.data)

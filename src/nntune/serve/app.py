@@ -28,6 +28,7 @@ log = logging.getLogger("nntune.serve")
 
 Cell = StrictFloat | StrictInt | StrictStr | None
 EXAMPLE = '{"inputs": [[0.5, 1.2, ...], ...]}'
+TEXT_EXAMPLE = '{"inputs": ["a quietly moving film", ...]}'
 
 
 class PredictRequest(BaseModel):
@@ -228,19 +229,22 @@ def _validation_message(errors: Any, served: ServedModel) -> tuple[int, str]:
     """One readable sentence for pydantic's errors on a /predict body."""
     errors = list(errors)
     kinds = {e.get("type") for e in errors}
+    example = TEXT_EXAMPLE if served.text is not None else EXAMPLE  # a text run takes strings
     if "json_invalid" in kinds:
         why = next(e.get("ctx", {}).get("error", "") for e in errors if e["type"] == "json_invalid")
-        return 400, f"the body is not valid JSON ({why}); send {EXAMPLE}"
+        return 400, f"the body is not valid JSON ({why}); send {example}"
     first = errors[0] if errors else {}
     loc = [p for p in first.get("loc", ()) if p != "body"]
     if not loc or first.get("type") in ("model_attributes_type", "dict_type"):
         return 422, (
-            f"the body must be a JSON object {EXAMPLE} (sent with Content-Type: application/json)"
+            f"the body must be a JSON object {example} (sent with Content-Type: application/json)"
         )
     if loc == ["inputs"]:
         if first.get("type") == "missing":
-            return 422, f"the body has no 'inputs'; send {EXAMPLE}"
-        return 422, f"inputs must be a list of rows (lists of features); send {EXAMPLE}"
+            return 422, f"the body has no 'inputs'; send {example}"
+        if served.text is not None:
+            return 422, f"inputs must be a list of texts (strings); send {example}"
+        return 422, f"inputs must be a list of rows (lists of features); send {example}"
     if len(loc) == 2:  # inputs[i] is not a list
         return 422, (
             f"row {loc[1]} is not a list of features: {first.get('input')!r}; "

@@ -1,0 +1,117 @@
+"""auto on a table with free text: the profile finds the text column, the recipe follows the
+ratio of training texts to words per text, and the result trains, predicts strings and exports."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from nntune.auto.recipe import TEXT_SEQUENCE_RATIO, n_train, starting_config, understand
+from nntune.data import profile_frame
+from tests.helpers import nntune_in_process
+
+GOOD = ["superb", "moving", "delightful", "charming", "brilliant"]
+BAD = ["dull", "tedious", "clumsy", "boring", "awful"]
+FILLER = [
+    "the",
+    "film",
+    "a",
+    "story",
+    "plot",
+    "actors",
+    "scenes",
+    "and",
+    "of",
+    "it",
+    "was",
+    "is",
+    "with",
+    "this",
+]
+
+
+def reviews(path: Path, n: int, words: tuple[int, int] = (4, 16), seed: int = 0) -> Path:
+    """Generated reviews: filler words plus two words of the class; a numeric and a category
+    column beside them, which a text run does not read."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i in range(n):
+        good = bool(rng.integers(2))
+        body = list(rng.choice(FILLER, size=int(rng.integers(*words))))
+        body += list(rng.choice(GOOD if good else BAD, size=2))
+        rng.shuffle(body)
+        rows.append(
+            (" ".join(body) + "!", i % 7, ["dvd", "cinema"][i % 2], "fresh" if good else "rotten")
+        )
+    frame = pd.DataFrame(rows, columns=["review", "stars", "medium", "sentiment"])
+    frame.to_csv(path, index=False)
+    return path
+
+
+def test_free_text_is_its_own_column_kind_and_no_table_feature(tmp_path: Path) -> None:
+    frame = pd.read_csv(reviews(tmp_path / "r.csv", 200))
+    frame["city"] = np.where(
+        np.arange(200) % 2, "new york city", "los angeles ca"
+    )  # words, repeated
+    profile = profile_frame(frame, "sentiment")
+    kinds = profile.kinds()
+    assert kinds["review"] == "text"
+    assert kinds["city"] == "categorical"  # three words, but two distinct values
+    assert kinds["medium"] == "categorical" and kinds["stars"] == "numeric"
+    from nntune.data import suggest_preprocess
+
+    steps = suggest_preprocess(profile)
+    dropped = next(s for s in steps if isinstance(s, dict) and s["name"] == "drop")
+    assert "review" in dropped["columns"]  # a table run cannot read words
+
+
+def test_understand_makes_a_text_data_set_with_its_profile(tmp_path: Path) -> None:
+    facts = understand(str(reviews(tmp_path / "r.csv", 300)), "sentiment")
+    assert facts.kind == "text" and facts.text == ["review"] and facts.preprocess == []
+    profile = facts.profile or {}
+    assert profile["rows"] == 300 and 5 <= profile["median_words"] <= 14
+    assert profile["vocabulary"] == len(set(GOOD + BAD + FILLER))
+    assert profile["oov_rate"] == 0.0  # every word occurs in the fitted 80 %
+    assert sum(profile["class_counts"].values()) == 300
+    assert any("not used: ['stars', 'medium']" in note for note in facts.notes)
+
+
+def test_the_recipe_is_a_bag_below_the_ratio_and_a_text_cnn_above(tmp_path: Path) -> None:
+    short = understand(str(reviews(tmp_path / "short.csv", 400)), "sentiment")
+    assert n_train(short) / short.profile["median_words"] < TEXT_SEQUENCE_RATIO  # type: ignore[index]
+    config = starting_config(short, "short")
+    assert config["model"]["arch"] == "bag" and config["data"]["tokenizer"]["ngrams"] == 2
+    assert config["data"]["text"] == ["review"]
+    # many short texts: 24,000 rows of ~4 words, a ratio of ~3,800
+    many = understand(str(reviews(tmp_path / "many.csv", 24000, words=(1, 4))), "sentiment")
+    assert n_train(many) / many.profile["median_words"] >= TEXT_SEQUENCE_RATIO  # type: ignore[index]
+    assert starting_config(many, "many")["model"]["arch"]["name"] == "textcnn"
+
+
+def test_auto_takes_a_csv_with_a_text_column(tmp_path: Path, capsys: Any) -> None:
+    reviews(tmp_path / "reviews.csv", 400)
+    done = nntune_in_process(
+        capsys, "auto", "reviews.csv", "--target", "sentiment", "--budget", "25s", "--seeds", "1",
+        "--out", "a", "--json", cwd=tmp_path,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["data"]["kind"] == "text" and result["data"]["text"] == ["review"]
+    assert result["final"]["metrics"]["accuracy"] > 0.9
+    start = yaml.safe_load((tmp_path / "a" / "start.yaml").read_text())
+    assert start["data"]["text"] == ["review"] and start["model"]["arch"] == "bag"
+    assert (tmp_path / "a" / "model.onnx").exists()
+    import nntune
+
+    final = (
+        Path(result["final_run"])
+        if Path(result["final_run"]).is_absolute()
+        else tmp_path / result["final_run"]
+    )
+    predicted = nntune.load_run(final).predict(["a superb and charming film", "dull and boring"])
+    assert predicted["predictions"] == ["fresh", "rotten"]
