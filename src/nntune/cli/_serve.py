@@ -31,6 +31,9 @@ def serve_command(
     max_image_bytes: int = typer.Option(
         10 << 20, "--max-image-bytes", help="image runs: most bytes of one image (else 413)"
     ),
+    max_text_chars: int = typer.Option(
+        100_000, "--max-text-chars", help="text runs: most characters of one text (else 413)"
+    ),
     trust_code: bool = trust_code_option(),
 ) -> None:
     """Serve a run's model over HTTP: POST /predict on raw feature rows (the run's fitted
@@ -67,6 +70,7 @@ def serve_command(
         on_listening=listening,
         trust_code=trust_code,
         max_image_bytes=max_image_bytes,
+        max_text_chars=max_text_chars,
     )
 
 

@@ -425,7 +425,8 @@ def _text_bundle(
         ids, counts[name] = tokenizer.encode(part[0])
         labels = part[1]
         tensors[name] = (torch.from_numpy(ids), torch.from_numpy(labels))
-    seen = {" ".join(t.lower().split()) for t in train_texts}
+    # the same text in two parts (empty texts are counted as empty, not as duplicates)
+    seen = {" ".join(t.lower().split()) for t in train_texts} - {""}
     held = [t for name in ("val", "test") if texts[name] for t in texts[name][0]]  # type: ignore[index]
     shared = sum(" ".join(t.lower().split()) in seen for t in held)
     rows = {name: len(part[0]) for name, part in texts.items() if part is not None}

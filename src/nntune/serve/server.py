@@ -63,6 +63,7 @@ def serve(
     on_listening: Callable[[str], None] | None = None,
     trust_code: bool = False,
     max_image_bytes: int = 10 << 20,
+    max_text_chars: int = 100_000,
 ) -> None:
     """Serve the ``checkpoint`` of a run folder on ``host:port`` until interrupted.
 
@@ -79,6 +80,7 @@ def serve(
         max_rows=max_rows,
         trust_code=trust_code,
         max_image_bytes=max_image_bytes,
+        max_text_chars=max_text_chars,
     )
     sock = bind(host, port)
     config = uvicorn.Config(
