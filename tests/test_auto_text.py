@@ -97,7 +97,7 @@ def test_auto_takes_a_csv_with_a_text_column(tmp_path: Path, capsys: Any) -> Non
     reviews(tmp_path / "reviews.csv", 400)
     done = nntune_in_process(
         capsys, "auto", "reviews.csv", "--target", "sentiment", "--budget", "25s", "--seeds", "1",
-        "--out", "a", "--json", cwd=tmp_path,
+        "--out", "a", "--seed", "1", "--json", cwd=tmp_path,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
@@ -106,6 +106,10 @@ def test_auto_takes_a_csv_with_a_text_column(tmp_path: Path, capsys: Any) -> Non
     start = yaml.safe_load((tmp_path / "a" / "start.yaml").read_text())
     assert start["data"]["text"] == ["review"] and start["model"]["arch"] == "bag"
     assert (tmp_path / "a" / "model.onnx").exists()
+    # the retrained seeds hold out the split the search held out (--seed 1's), never one the
+    # search chose on
+    best = yaml.safe_load((tmp_path / "a" / "best.yaml").read_text())
+    assert best["data"]["split_seed"] == 1 and start["seed"] == 1
     import nntune
 
     final = (

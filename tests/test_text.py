@@ -228,6 +228,34 @@ def test_padding_and_batch_company_do_not_change_a_texts_output(arch: Any, init:
         assert not torch.allclose(model(changed)[0], alone[0], atol=1e-4)
 
 
+@pytest.mark.parametrize("arch", TEXT_ARCHS, ids=_arch_id)
+def test_a_pad_row_loaded_from_weights_changes_nothing(arch: Any) -> None:
+    """train.init_from may load an embedding whose PAD row is not zero: the archs mask the
+    padding themselves, so the padding after a text still does not change its output."""
+    torch.manual_seed(0)
+    model = _text_model(arch).eval()
+    with torch.no_grad():
+        embed = model.embed.weight
+        embed[PAD] = torch.linspace(-2.0, 2.0, embed.shape[1])
+        short = torch.tensor([[5, 6, 7] + [PAD] * (LENGTH - 3)])
+        full = torch.arange(4, 4 + LENGTH).reshape(1, LENGTH)
+        together = model(torch.cat([short, full]))
+        torch.testing.assert_close(together[0], model(short)[0], atol=1e-5, rtol=1e-5)
+        padded = torch.cat([torch.cat([short, full]), torch.full((2, 5), PAD)], dim=1)
+        longer = _with_longer_positions(model, arch, "default")(padded)
+        torch.testing.assert_close(longer, together, atol=1e-5, rtol=1e-5)
+
+
+def test_the_vocabulary_does_not_depend_on_the_order_of_the_rows() -> None:
+    """Ties at the max_tokens cut are broken by the token, not by first appearance: a file
+    sorted by class must not keep the rare words of its first classes only."""
+    texts = [f"common w{i} w{i}x" for i in range(50)]
+    forward = build_tokenizer("word", {"max_tokens": 30}).fit(texts)
+    backward = build_tokenizer("word", {"max_tokens": 30}).fit(texts[::-1])
+    assert forward.vocabulary == backward.vocabulary and forward.vocabulary[0] == "common"
+    assert len(forward.vocabulary) == 28
+
+
 def test_variational_dropout_drops_the_same_features_at_every_step() -> None:
     """Gal & Ghahramani (2016): one mask per sequence and feature, kept values scaled by
     1/(1-p) so that the expectation is unchanged; masks differ between sequences."""

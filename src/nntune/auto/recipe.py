@@ -353,9 +353,7 @@ def starting_config(facts: DataFacts, name: str, seed: int = 0) -> dict[str, Any
     return config
 
 
-def text_recipe(
-    facts: DataFacts, n: int, monitor: str
-) -> tuple[dict[str, Any], dict[str, Any]]:
+def text_recipe(facts: DataFacts, n: int, monitor: str) -> tuple[dict[str, Any], dict[str, Any]]:
     """The tokenizer, and model, optimizer, schedule and train of a text run: by Google's ratio of
     training texts to words per text, a bag of words and bigrams (fastText-style) below
     TEXT_SEQUENCE_RATIO, a text CNN over word embeddings above; early stopping on the search's

@@ -106,7 +106,11 @@ class TextCnn(nn.Module):
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         steps = ids.shape[1]
         keep = padding_mask(ids).unsqueeze(1)  # (B, 1, T)
-        h = self.embed(ids).transpose(1, 2)  # (B, E, T): PAD embeds as zeros, like conv padding
+        # (B, E, T), zeros at PAD like the convolutions' own padding (whatever PAD's row holds:
+        # train.init_from may have loaded one)
+        h = (self.embed(ids) * (ids != PAD).unsqueeze(-1).to(self.embed.weight.dtype)).transpose(
+            1, 2
+        )
         pooled = []
         for conv in self.convs:
             out = self.act(conv(h)[:, :, :steps])  # even kernels give one step more
