@@ -524,3 +524,20 @@ def test_the_doctor_reports_flawed_text_data(tmp_path: Path, flaw: str) -> None:
         assert found["evidence"]["empty_texts"] == 20
     if flaw == "duplicate_fraction":
         assert found["evidence"]["duplicate_fraction"] > 0.5
+
+
+def test_the_doctor_does_not_try_augmentation_or_preprocessing_on_a_text_run(
+    sentiment_csv: Path,
+) -> None:
+    """Its remedies for overfitting include noise augmentation, and for data issues
+    standardization: on token ids neither applies, so the repair skips them with the reason
+    (auto's doctor stage failed on Rotten Tomatoes before)."""
+    from nntune.diagnose.remedies import remedies_for
+    from nntune.doctor.doctor import not_applicable
+
+    config = validate_config(text_config(sentiment_csv, "bag"))
+    changes = dict(remedies_for("overfitting", config))["augment: noise"]
+    assert "token ids" in (not_applicable(config, changes) or "")
+    assert not_applicable(config, {"model.dropout": 0.3}) is None
+    table = validate_config({"data": {"dataset": "digits"}})
+    assert not_applicable(table, changes) is None

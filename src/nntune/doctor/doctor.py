@@ -175,11 +175,20 @@ def candidate_remedies(kind: str, config: Config) -> list[tuple[str, dict[str, A
 
 def not_applicable(config: Config, changes: dict[str, Any]) -> str | None:
     """Why a remedy cannot change the model, or None: a user's arch takes model.activation,
-    model.norm... only where its signature says so; nntune does not edit the user's code."""
+    model.norm... only where its signature says so (nntune does not edit the user's code); a
+    text run takes no augmentation or preprocessing."""
     from nntune.models import ARCHS
     from nntune.models.user import MODEL_KEYS
     from nntune.usercode import is_reference, short_name, takes
 
+    if config.data.text:
+        touched = [k for k in changes if k in ("data.augment", "data.preprocess")]
+        if touched:
+            return (
+                f"{touched[0]}: a text run's inputs are token ids, which augmentations and "
+                "preprocessing do not change (regularize with model.dropout, model.variational "
+                "or weight decay)"
+            )
     arch = config.model.arch.name
     if not is_reference(arch):
         return None
