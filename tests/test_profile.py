@@ -133,7 +133,8 @@ def test_identifier_rules() -> None:
             "userId": rng.permutation(n) * 7,
             "paid": rng.permutation(n),  # distinct, not sorted, not named like an id
             "amount": rng.normal(size=n),  # floats are never identifiers
-            "note": [f"free text {i}" for i in range(n)],
+            "note": [f"free text {i}" for i in range(n)],  # words: text, read by data.text
+            "code": [f"ORD-{i:04d}" for i in range(n)],  # one distinct word each: an identifier
         }
     )
     kinds = profile_frame(frame).kinds()
@@ -143,7 +144,8 @@ def test_identifier_rules() -> None:
         "userId": "text_id",
         "paid": "numeric",
         "amount": "numeric",
-        "note": "text_id",
+        "note": "text",
+        "code": "text_id",
     }
     # a few rows do not make categories look like identifiers
     small = pd.DataFrame({"color": ["red", "blue", "green"], "n": [3, 1, 2]})
