@@ -200,3 +200,24 @@ def test_static_quantization_calibrates_and_the_folder_reloads(run: Path, tmp_pa
     assert quantized["test_accuracy"] >= original["test_accuracy"] - 0.03
     evaluated = evaluate_run(tmp_path / "static", cost=False)
     assert evaluated["metrics"]["accuracy"] == pytest.approx(quantized["test_accuracy"])
+
+
+def test_an_export_the_runtime_cannot_run_leaves_no_file(
+    run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When ONNX Runtime refuses the written file (it did on a text run's int64 ids, fed as
+    floats), the export is an ExportError and the file is gone: the next export is not blocked
+    by a half-usable model.onnx."""
+    from nntune.compress import export as export_module
+    from nntune.compress.export import ExportError
+
+    def refuses(path: Path, x: torch.Tensor) -> torch.Tensor:
+        raise RuntimeError("INVALID_ARGUMENT : Unexpected input data type")
+
+    monkeypatch.setattr(export_module, "_run_onnx", refuses)
+    target = tmp_path / "m.onnx"
+    with pytest.raises(ExportError, match="does not run: RuntimeError"):
+        export_module.export_run(run, "onnx", out=target)
+    assert not target.exists()
+    monkeypatch.undo()
+    assert export_module.export_run(run, "onnx", out=target)["verified"]["passed"]

@@ -77,7 +77,14 @@ def export_run(
             f"torch could not export the model of '{opened.folder}' to {format}: "
             f"{type(err).__name__}: {err}"
         ) from err
-    exported = run(path, x)
+    try:
+        exported = run(path, x)
+    except Exception as err:  # the runtime refuses the file: no half-usable model is left
+        path.unlink(missing_ok=True)
+        raise ExportError(
+            f"the exported {format} model of '{opened.folder}' does not run: "
+            f"{type(err).__name__}: {err}"
+        ) from err
     verified = compare_outputs(opened, predict_outputs(model, x), exported)
     verified["split"] = split
     result = {
