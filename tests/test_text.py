@@ -451,6 +451,10 @@ BAD_CONFIGS = [
     ({"data": {"text": "body"}}, "data.text: column(s) ['body'] not in"),
     ({"data": {"text": ["review", "title"]}}, "['title'] not in"),
     ({"data": {"dataset": "digits", "target": None}}, "data.text applies to csv/tsv/parquet"),
+    (
+        {"data": {"dataset": ".", "target": None}},
+        "data.text applies to csv/tsv/parquet",
+    ),  # a folder
     ({"model": {"arch": "mlp"}}, "model.arch = 'mlp' does not read text"),
     ({"data": {"augment": [{"name": "noise", "std": 0.1}]}}, "data.augment = ['noise']"),
     ({"data": {"tokenizer": {"name": "word", "ngramz": 2}}}, "'data.tokenizer.ngramz'"),

@@ -211,7 +211,8 @@ def _blobs(n: int, noise: float, rng: np.random.Generator) -> tuple[np.ndarray, 
 
 # --- data files -----------------------------------------------------------------------------
 
-FILE_SUFFIXES = (".csv", ".tsv", ".parquet", ".pq", ".npz")
+TABLE_SUFFIXES = (".csv", ".tsv", ".parquet", ".pq")  # files that data.text can read
+FILE_SUFFIXES = (*TABLE_SUFFIXES, ".npz")
 TARGET_GUESSES = ("target", "label", "labels", "y", "class")
 
 
@@ -371,7 +372,7 @@ def load_dataset(
     """A built-in dataset by name, a data file by path, an image folder (a directory; ``image``:
     its ImageOptions), or a user's dataset by reference (``options``: the keys of ``data:`` it
     takes)."""
-    if text and not (name not in DATASETS and is_data_file(name) and not is_reference(name)):
+    if text and (name in DATASETS or not name.lower().endswith(TABLE_SUFFIXES)):
         raise DataError(
             f"data.text applies to csv/tsv/parquet tables; '{name}' is not one (its text "
             "columns name the texts)"
@@ -388,8 +389,6 @@ def load_dataset(
         for key, value in (("n_samples", n_samples), ("noise", noise)):
             if value is not None:
                 raise DataError(f"data.{key} applies to generated datasets only, not to a file")
-        if text and name.lower().endswith(".npz"):
-            raise DataError(f"data.text applies to csv/tsv/parquet tables, not to '{name}'")
         return load_file(name, target, features, text)
     entry = DATASETS.get(name, key="data.dataset")
     generated = DATASETS.list("generated")

@@ -125,6 +125,25 @@ class DataBundle:
             train_dataset=train_dataset,
         )
 
+    @classmethod
+    def from_parts(
+        cls,
+        train: tuple[torch.Tensor, torch.Tensor],
+        val: tuple[torch.Tensor, torch.Tensor] | None,
+        test: tuple[torch.Tensor, torch.Tensor] | None,
+        **facts: Any,
+    ) -> DataBundle:
+        """A bundle from the (inputs, targets) of each split plus its other fields."""
+        return cls(
+            x_train=train[0],
+            y_train=train[1],
+            x_val=val[0] if val else None,
+            y_val=val[1] if val else None,
+            x_test=test[0] if test else None,
+            y_test=test[1] if test else None,
+            **facts,
+        )
+
     def train_sample(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
         """At most ``n`` training samples as tensors (from a torch Dataset: items spread over
         it), for checks that read data rather than train on it."""
@@ -352,14 +371,10 @@ def prepare_data(
     n_outputs = len(class_names or []) if task == "classification" else int(train[1].shape[1])
     if task == "classification" and n_outputs < 2:
         raise DataError(f"data: the target of '{raw.name}' has a single class; nothing to learn")
-    val_part, test = tensors["val"], tensors["test"]
-    return DataBundle(
-        x_train=train[0],
-        y_train=train[1],
-        x_val=val_part[0] if val_part else None,
-        y_val=val_part[1] if val_part else None,
-        x_test=test[0] if test else None,
-        y_test=test[1] if test else None,
+    return DataBundle.from_parts(
+        train,
+        tensors["val"],
+        tensors["test"],
         task=task,
         n_outputs=n_outputs,
         sample_shape=tuple(out_shape),
@@ -429,13 +444,13 @@ def _text_bundle(
     seen = {" ".join(t.lower().split()) for t in train_texts} - {""}
     held = [t for name in ("val", "test") if texts[name] for t in texts[name][0]]  # type: ignore[index]
     shared = sum(" ".join(t.lower().split()) in seen for t in held)
-    rows = {name: len(part[0]) for name, part in texts.items() if part is not None}
+    n_texts = sum(len(part[0]) for part in texts.values() if part is not None)
+    truncated = sum(c["truncated"] for c in counts.values())
     checks = {
-        "texts": sum(rows.values()),
+        "texts": n_texts,
         "empty_texts": sum(c["empty"] for c in counts.values()),
-        "truncated_texts": sum(c["truncated"] for c in counts.values()),
-        "truncated_share": sum(c["truncated"] for c in counts.values())
-        / max(sum(rows.values()), 1),
+        "truncated_texts": truncated,
+        "truncated_share": truncated / max(n_texts, 1),
         "duplicate_texts": shared,
         "duplicate_fraction": shared / len(held) if held else 0.0,
     }
@@ -449,15 +464,12 @@ def _text_bundle(
     )
     if task == "classification" and n_outputs < 2:
         raise DataError(f"data: the target of '{raw.name}' has a single class; nothing to learn")
-    train, val_part, test = tensors["train"], tensors["val"], tensors["test"]
+    train = tensors["train"]
     assert train is not None
-    return DataBundle(
-        x_train=train[0],
-        y_train=train[1],
-        x_val=val_part[0] if val_part else None,
-        y_val=val_part[1] if val_part else None,
-        x_test=test[0] if test else None,
-        y_test=test[1] if test else None,
+    return DataBundle.from_parts(
+        train,
+        tensors["val"],
+        tensors["test"],
         task=task,
         n_outputs=n_outputs,
         sample_shape=(tokenizer.length,),
@@ -525,13 +537,10 @@ def _image_bundle(
     n_outputs = len(class_names or [])
     if n_outputs < 2:
         raise DataError(f"data: the image folder '{data.dataset}' holds a single class")
-    return DataBundle(
-        x_train=train[0],
-        y_train=train[1],
-        x_val=val_part[0] if val_part else None,
-        y_val=val_part[1] if val_part else None,
-        x_test=test[0] if test else None,
-        y_test=test[1] if test else None,
+    return DataBundle.from_parts(
+        train,
+        val_part,
+        test,
         task=task,
         n_outputs=n_outputs,
         sample_shape=tuple(train[0].shape[1:]),

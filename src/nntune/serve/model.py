@@ -28,6 +28,18 @@ class InputError(Exception):
         return self.message
 
 
+def _check_count(count: int, max_rows: int, what: str, when_empty: str) -> None:
+    """A request holds 1 to max_rows inputs (``what``: rows, texts, images)."""
+    if count == 0:
+        raise InputError(422, when_empty)
+    if count > max_rows:
+        raise InputError(
+            413,
+            f"{count} {what} in one request; at most {max_rows} are allowed "
+            "(split the request, or start the server with a larger --max-rows)",
+        )
+
+
 class ServedModel:
     """What a request needs: the run's Predictor, its name and version (the run folder's name),
     and the shape and types of the raw rows it reads."""
@@ -83,16 +95,10 @@ class ServedModel:
         """The rows of a request, checked (count, width, a number or, for categorical
         columns, text in every cell) and ready for :meth:`predict`; InputError otherwise.
         Rows and features are counted from 0, as in the JSON list."""
-        if not inputs:
-            raise InputError(
-                422, f"inputs is empty; send 1 to {max_rows} rows of {self.width} features"
-            )
-        if len(inputs) > max_rows:
-            raise InputError(
-                413,
-                f"{len(inputs)} rows in one request; at most {max_rows} are allowed "
-                "(split the request, or start the server with a larger --max-rows)",
-            )
+        _check_count(
+            len(inputs), max_rows, "rows",
+            f"inputs is empty; send 1 to {max_rows} rows of {self.width} features",
+        )  # fmt: skip
         for i, row in enumerate(inputs):
             if len(row) != self.width:
                 raise InputError(
@@ -126,14 +132,10 @@ class ServedModel:
     def check_texts(self, inputs: list[Any], max_rows: int, max_chars: int) -> list[Any]:
         """The texts of a request, checked (count, strings, length); InputError otherwise."""
         example = '{"inputs": ["a quietly moving film"]}'
-        if not inputs:
-            raise InputError(422, f"inputs is empty; send 1 to {max_rows} texts, e.g. {example}")
-        if len(inputs) > max_rows:
-            raise InputError(
-                413,
-                f"{len(inputs)} texts in one request; at most {max_rows} are allowed "
-                "(split the request, or start the server with a larger --max-rows)",
-            )
+        _check_count(
+            len(inputs), max_rows, "texts",
+            f"inputs is empty; send 1 to {max_rows} texts, e.g. {example}",
+        )  # fmt: skip
         for i, text in enumerate(inputs):
             if not isinstance(text, str):
                 raise InputError(
@@ -151,14 +153,7 @@ class ServedModel:
         from nntune.data.images import BadImage, image_array
 
         assert self.image is not None
-        if not files:
-            raise InputError(422, f"no images; send 1 to {max_rows} image files")
-        if len(files) > max_rows:
-            raise InputError(
-                413,
-                f"{len(files)} images in one request; at most {max_rows} are allowed (split the "
-                "request, or start the server with a larger --max-rows)",
-            )
+        _check_count(len(files), max_rows, "images", f"no images; send 1 to {max_rows} image files")
         size = (int(self.image["size"][0]), int(self.image["size"][1]))
         channels = "gray" if int(self.image["channels"]) == 1 else "rgb"
         decoded = []

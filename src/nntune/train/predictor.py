@@ -38,6 +38,7 @@ class Predictor:
         self.task: str = meta["task"]
         self.class_names: list[str] | None = meta.get("class_names")
         self.sample_shape = tuple(meta["sample_shape"])
+        self._tokenizer: Any = None  # a text run's, from meta["text"] on first use
 
     def features(self, raw: pd.DataFrame | np.ndarray | list[Any]) -> torch.Tensor:
         """Raw inputs (rows of features as in the training data; for an image run: paths,
@@ -91,10 +92,9 @@ class Predictor:
             texts = joined_texts(raw, text["columns"], "the inputs")
         else:
             texts = as_texts(raw)
-        tokenizer = getattr(self, "_tokenizer", None)
-        if tokenizer is None:
-            tokenizer = self._tokenizer = Tokenizer.from_state(text["tokenizer"])
-        return torch.from_numpy(tokenizer.encode(texts)[0])
+        if self._tokenizer is None:  # built once: its vocabulary can be large
+            self._tokenizer = Tokenizer.from_state(text["tokenizer"])
+        return torch.from_numpy(self._tokenizer.encode(texts)[0])
 
     @torch.no_grad()
     def predict(self, raw: pd.DataFrame | np.ndarray | list[Any]) -> dict[str, Any]:
