@@ -155,7 +155,7 @@ def test_finetune_starts_from_the_mnist1d_recipe(
     recipe = EXAMPLES / "finetune.yaml"
     out = tmp_path / "finetuned"
     summary = run(
-        capsys, "train", str(recipe), *small(recipe), "--set", 'train.freeze=["1"]',
+        capsys, "train", str(recipe), *small(recipe), "--set", 'train.freeze=["blocks.0.*"]',
         "--init-from", str(source), "--out", str(out), "--no-report", cwd=tmp_path,
     )  # fmt: skip
     report = summary["init_from"]
@@ -164,9 +164,10 @@ def test_finetune_starts_from_the_mnist1d_recipe(
     # every tensor came from the source: same architecture, same 10 classes
     assert report["loaded"] == len(after) and report["skipped"] == [] and report["new"] == []
     assert report["loaded_parameters"] == summary["parameters"]
-    # the module names the recipe's comments give: 1 the stem conv, 9 the head
-    assert torch.equal(after["1.weight"], before["1.weight"])  # frozen: exactly the source's
-    assert not torch.equal(after["9.weight"], before["9.weight"])  # trained on from there
+    # the module names the recipe's comments give: blocks.0 the stem, head the head
+    stem = "blocks.0.body.0.weight"
+    assert torch.equal(after[stem], before[stem])  # frozen: exactly the source's
+    assert not torch.equal(after["head.weight"], before["head.weight"])  # trained on from there
     assert f"init_from: {source}" in (out / "config.yaml").read_text()
 
 

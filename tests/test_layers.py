@@ -17,6 +17,7 @@ LAYERS = {
     "validation": 0,
     "packages": 0,
     "usercode": 0,
+    "padding": 0,
     "config": 1,
     "data": 2,
     "models": 2,

@@ -17,6 +17,9 @@ from nntune.registry import Entry
 from nntune.train.checkpoint import same_state
 
 CATEGORICAL = {"onehot", "label_encode", "ordinal_encode"}
+# steps of series only (tests/test_series.py): on a table they are bad input
+SERIES_ONLY = {"resample"}
+TABLE_STEPS = [name for name in PREPROCESS.list() if name not in SERIES_ONLY]
 # options a step needs (drop) or that exercise more of it on the shared frames
 OPTIONS: dict[str, dict[str, Any]] = {
     "drop": {"columns": ["c"]},
@@ -75,7 +78,7 @@ def roundtrip(state: dict[str, Any]) -> dict[str, Any]:
     return torch.load(buffer, weights_only=True)
 
 
-@pytest.mark.parametrize("name", PREPROCESS.list())
+@pytest.mark.parametrize("name", TABLE_STEPS)
 def test_fit_transform_and_state_round_trip(name: str) -> None:
     fit_frame, other = frames_for(name)
     original_fit, original_other = fit_frame.copy(), other.copy()
@@ -97,7 +100,7 @@ def test_fit_transform_and_state_round_trip(name: str) -> None:
     pd.testing.assert_frame_equal(restored.transform(fit_frame), step.transform(fit_frame))
 
 
-@pytest.mark.parametrize("name", PREPROCESS.list())
+@pytest.mark.parametrize("name", TABLE_STEPS)
 def test_a_fitted_pipeline_reloads_from_its_saved_state(name: str) -> None:
     fit_frame, other = frames_for(name)
     component = Component(name=name, options=OPTIONS.get(name, {}))
@@ -115,6 +118,21 @@ def test_a_fitted_pipeline_reloads_from_its_saved_state(name: str) -> None:
 def test_unknown_option_is_rejected(name: str) -> None:
     with pytest.raises(ConfigError, match=name):
         make_step(name, no_such_option=1)
+
+
+def test_a_series_only_step_on_a_table_is_bad_input_naming_it() -> None:
+    step = make_step("resample", length=10)
+    with pytest.raises(DataError, match="resample: it resamples series"):
+        step.fit(numeric_frame(20, 0))
+
+
+def test_znorm_on_a_table_normalizes_each_row() -> None:
+    frame = numeric_frame(30, 0)
+    out = make_step("znorm")
+    out.fit(frame)
+    values = out.transform(frame).to_numpy()
+    np.testing.assert_allclose(values.mean(axis=1), 0.0, atol=1e-12)
+    np.testing.assert_allclose(values.std(axis=1), 1.0, atol=1e-12)
 
 
 # --- scaling --------------------------------------------------------------------------------

@@ -138,6 +138,12 @@ class DataConfig(Section):
         description="how data.text becomes tokens: word or char, with ngrams, max_tokens, "
         "min_freq, max_length (fitted on the training part only)",
     )
+    layout: Literal["auto", "NCL", "NLC", "NCHW", "NHW"] = Field(
+        "auto",
+        description="how an .npz's x is read: NCL/NLC series (channels, length) or (length, "
+        "channels), NCHW/NHW images; auto guesses from the shape (the guess is saved in "
+        "config.yaml)",
+    )
     workers: int | None = Field(
         None,
         ge=0,

@@ -1,7 +1,7 @@
 """Data: built-in datasets and files, splits, preprocessing (fitted on training data only),
 augmentation."""
 
-from nntune.data import augment_images  # noqa: F401  (registers the image augmentations)
+from nntune.data import augment_images, augment_series  # noqa: F401  (register augmentations)
 from nntune.data.augment import AUGMENT, Augmentation, AugmentContext, Batch
 from nntune.data.datasets import DATASETS, RawDataset, load_dataset
 from nntune.data.pipeline import DataBundle, Pipeline, prepare_data

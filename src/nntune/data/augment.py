@@ -11,6 +11,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 
 from nntune.errors import ConfigError
+from nntune.padding import series_lengths, step_mask
 from nntune.registry import Registry
 
 
@@ -69,20 +70,34 @@ class ShiftOptions(_Options):
 
 @AUGMENT.register("shift", options=ShiftOptions, aliases=("translate",))
 def shift(options: ShiftOptions, context: AugmentContext) -> Augmentation:
-    """Shift each 1-D signal by a random whole number of steps in [-max, max] (last axis)."""
+    """Shift each 1-D signal by a random whole number of steps in [-max, max] (last axis),
+    within its own length: NaN padding after a shorter series stays where it is."""
 
     def apply(batch: Batch, gen: torch.Generator) -> Batch:
         x = batch.x
         n, length = x.shape[0], x.shape[-1]
         offsets = torch.randint(-options.max, options.max + 1, (n,), generator=gen)
-        source = torch.arange(length).unsqueeze(0) - offsets.unsqueeze(1)  # (n, length)
-        valid = (source >= 0) & (source < length)
-        source = source.remainder(length).to(x.device)
         view_shape = (n,) + (1,) * (x.dim() - 2) + (length,)
-        index = source.view(view_shape).expand_as(x)
-        shifted = torch.gather(x, -1, index)
+        inside = step_mask(x)
+        if inside is None:  # no padding: the whole row is the series (as before lengths)
+            source = torch.arange(length).unsqueeze(0) - offsets.unsqueeze(1)  # (n, length)
+            valid = (source >= 0) & (source < length)
+            source = source.remainder(length).to(x.device)
+            index = source.view(view_shape).expand_as(x)
+            shifted = torch.gather(x, -1, index)
+            if options.mode == "zero":
+                shifted = shifted * valid.to(x.device, x.dtype).view(view_shape)
+            return replace(batch, x=shifted)
+        lengths = series_lengths(x).unsqueeze(1)  # (n, 1)
+        steps = torch.arange(length, device=x.device).unsqueeze(0)
+        raw = steps - offsets.to(x.device).unsqueeze(1)  # (n, length)
+        valid = (raw >= 0) & (raw < lengths)
+        # inside a series: wrap within its length; padding steps read themselves (NaN)
+        source = torch.where(inside, raw.remainder(lengths.clamp_min(1)), steps)
+        shifted = torch.gather(x, -1, source.view(view_shape).expand_as(x))
         if options.mode == "zero":
-            shifted = shifted * valid.to(x.device, x.dtype).view(view_shape)
+            vacated = (inside & ~valid).view(view_shape).expand_as(x)
+            shifted = torch.where(vacated, torch.zeros_like(shifted), shifted)
         return replace(batch, x=shifted)
 
     return apply

@@ -95,6 +95,9 @@ class DataBundle:
     # a text column: token ids (N, max_length); the fitted tokenizer's state and what
     # tokenizing found (see nntune.data.text)
     text: dict[str, Any] | None = None
+    # series (data.layout NCL/NLC): float (N, C, L) with NaN after shorter series; the layout,
+    # lengths and the fitted series steps (see nntune.data.series)
+    series: dict[str, Any] | None = None
 
     @classmethod
     def of_dataset(
@@ -171,6 +174,7 @@ class DataBundle:
             "pipeline": self.pipeline.state_dict() if self.pipeline else None,
             "image": self.image,
             "text": self.text,
+            "series": self.series,
         }
 
 
@@ -328,6 +332,17 @@ def prepare_data(
             raw, data, task, class_names, y_pool, (train_pos, val_pos, test_pos),
             (y_given_val, y_given_test), val,
         )  # fmt: skip
+    if isinstance(raw.x, np.ndarray):
+        from nntune.data.series import SERIES_LAYOUTS, resolve_layout
+
+        layout = resolve_layout(raw.x, data.layout, [p.name for p in data.preprocess])
+        if layout[0] in SERIES_LAYOUTS:
+            return _series_bundle(
+                raw, data, task, class_names, y_pool, (train_pos, val_pos, test_pos),
+                (y_given_val, y_given_test), val, layout,
+            )  # fmt: skip
+    elif data.layout != "auto":
+        raise DataError(f"data.layout = {data.layout}: it applies to an .npz's x, not to a table")
     frame_pool, sample_shape = to_frame(raw.x)
     if raw.x_test is not None:
         frame_test, y_test = to_frame(raw.x_test)[0], y_given_test
@@ -482,6 +497,97 @@ def _text_bundle(
             "vocab_size": tokenizer.vocab_size,
             "max_length": tokenizer.length,
             "checks": checks,
+        },
+    )
+
+
+def _series_bundle(
+    raw: RawDataset,
+    data: DataConfig,
+    task: str,
+    class_names: list[str] | None,
+    y_pool: np.ndarray,
+    positions: tuple[np.ndarray, np.ndarray, np.ndarray | None],
+    given: tuple[np.ndarray, np.ndarray],
+    val: tuple[Any, np.ndarray] | None,
+    layout: tuple[str, str],
+) -> DataBundle:
+    """Series (N, C, L) of every part, NaN-padded to the longest one, with the series steps of
+    data.preprocess fitted on the training part."""
+    from nntune.data.series import (
+        apply_steps,
+        as_series,
+        build_steps,
+        fit_steps,
+        lengths_of,
+        pad_to,
+        steps_state,
+    )
+
+    train_pos, val_pos, test_pos = positions
+    y_given_val, y_given_test = given
+    where = f"data.dataset '{raw.name}'"
+    pool = as_series(np.asarray(raw.x), layout[0], where)
+    parts: dict[str, tuple[np.ndarray, np.ndarray] | None] = {
+        "train": (pool[train_pos], y_pool[train_pos]),
+        "val": (pool[val_pos], y_pool[val_pos]) if len(val_pos) else None,
+        "test": (pool[test_pos], y_pool[test_pos]) if test_pos is not None else None,
+    }
+    if val is not None:
+        parts["val"] = (as_series(val[0], layout[0], f"{where}, validation part"), y_given_val)
+    if raw.x_test is not None:
+        parts["test"] = (as_series(np.asarray(raw.x_test), layout[0], f"{where}, x_test"),
+                         y_given_test)  # fmt: skip
+    channels = pool.shape[1]
+    for name, part in parts.items():
+        if part is not None and part[0].shape[1] != channels:
+            raise DataError(
+                f"{where}: the {name} part has {part[0].shape[1]} channel(s), x has {channels} "
+                f"(layout {layout[0]})"
+            )
+    longest = max(part[0].shape[2] for part in parts.values() if part is not None)
+    train_lengths = lengths_of(parts["train"][0])  # type: ignore[index]
+    steps = build_steps(data.preprocess)
+    tensors: dict[str, tuple[torch.Tensor, torch.Tensor] | None] = {}
+    for name, part in parts.items():
+        if part is None:
+            tensors[name] = None
+            continue
+        padded = pad_to(part[0], longest)
+        values = fit_steps(steps, padded) if name == "train" else apply_steps(steps, padded)
+        tensors[name] = (torch.from_numpy(np.ascontiguousarray(values)), torch.from_numpy(part[1]))
+    train = tensors["train"]
+    assert train is not None
+    n_outputs = (
+        len(class_names or [])
+        if task == "classification"
+        else int(y_pool.reshape(len(y_pool), -1).shape[1])
+    )
+    if task == "classification" and n_outputs < 2:
+        raise DataError(f"data: the target of '{raw.name}' has a single class; nothing to learn")
+    padded_any = any(bool(torch.isnan(t[0]).any()) for t in tensors.values() if t is not None)
+    return DataBundle.from_parts(
+        train,
+        tensors["val"],
+        tensors["test"],
+        task=task,
+        n_outputs=n_outputs,
+        sample_shape=tuple(train[0].shape[1:]),
+        class_names=class_names,
+        dataset=raw.name,
+        series={
+            "layout": layout[0],
+            "layout_reason": layout[1],
+            "channels": int(channels),
+            "input_length": int(longest),  # the longest raw series: prediction inputs' limit
+            "length": int(train[0].shape[2]),  # after the steps (resample changes it)
+            "lengths": {
+                "min": int(train_lengths.min()),
+                "median": float(np.median(train_lengths)),
+                "max": int(train_lengths.max()),
+            },
+            "variable_length": padded_any,
+            "steps": steps_state(steps),
         },
     )
 

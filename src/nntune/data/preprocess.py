@@ -820,3 +820,55 @@ class Differences(_History):
         out = np.full(len(series), np.nan)
         out[order:] = np.diff(series, n=order)
         return {f"diff{order}": out}
+
+
+# --- series steps on a table ----------------------------------------------------------------
+# On series (.npz x read as NCL/NLC, see nntune.data.series) these names are series steps; a
+# 2-D x given one of them is read as one-channel series. On a table's rows they mean:
+
+
+@PREPROCESS.register("znorm", options=StepOptions, aliases=("znormalize",), tags=("series",))
+class RowZNorm(Preprocessor):
+    """Each row (a series) to zero mean and unit variance over its columns; on series: each
+    series and channel over its own steps (the time-series archives' convention)."""
+
+    name = "znorm"
+
+    def fit(self, frame: pd.DataFrame) -> None:
+        self.columns_ = self._columns(frame, numeric=True)
+
+    def transform(self, frame: pd.DataFrame) -> pd.DataFrame:
+        out = frame.copy()
+        block = _numeric_block(frame, self.columns_, self.name)
+        with warnings.catch_warnings():  # a row of NaN: left as it is
+            warnings.simplefilter("ignore", RuntimeWarning)
+            mean = np.nanmean(block, axis=1, keepdims=True)
+            std = np.nanstd(block, axis=1, keepdims=True)
+        out[self.columns_] = (block - mean) / _safe_scale(std)
+        return out
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"columns": list(self.columns_)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.columns_ = list(state["columns"])
+
+
+class ResampleOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    length: int = Field(..., ge=2, description="steps of every series after resampling")
+
+
+@PREPROCESS.register("resample", options=ResampleOptions, tags=("series",))
+class Resample(Preprocessor):
+    """Series only: each series stretched or shrunk to ``length`` steps (linear interpolation
+    over its own steps)."""
+
+    name = "resample"
+
+    def fit(self, frame: pd.DataFrame) -> None:
+        raise DataError(
+            "data.preprocess resample: it resamples series (an .npz x read with data.layout "
+            "NCL or NLC), not the columns of a table"
+        )

@@ -2,6 +2,7 @@
 
 from nntune.models import (
     resnet2d,  # noqa: F401  (registers the image ResNet)
+    series1d,  # noqa: F401  (registers cnn1d, resnet1d and inception1d)
     text,  # noqa: F401  (registers bag and textcnn)
 )
 from nntune.models.activations import ACTIVATIONS

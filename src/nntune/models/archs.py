@@ -33,6 +33,7 @@ class ModelSpec:
     vocab: int | None = None  # a text run: token ids 0..vocab-1 in (0: padding)
     embedding: int = 64  # model.embedding
     variational: bool = False  # model.variational (recurrent archs)
+    series: bool = False  # samples are (C, L) series, NaN after the end of shorter ones
 
     @property
     def n_features(self) -> int:
@@ -223,69 +224,21 @@ def _conv_net(options: ConvOptions, spec: ModelSpec, dims: int) -> nn.Module:
     return _seq(*layers)
 
 
-@ARCHS.register("cnn1d", options=ConvOptions, aliases=("conv1d",))
-def cnn1d(options: ConvOptions, spec: ModelSpec) -> nn.Module:
-    """1-D CNN: conv → norm → act per width in model.hidden, pooling, global average, linear."""
-    return _conv_net(options, spec, dims=1)
-
-
 @ARCHS.register("cnn2d", options=ConvOptions, aliases=("cnn", "conv2d"))
 def cnn2d(options: ConvOptions, spec: ModelSpec) -> nn.Module:
     """2-D CNN on images (flat features are read as one square channel)."""
     return _conv_net(options, spec, dims=2)
 
 
-class BasicBlock1d(nn.Module):
-    """conv → norm → act → conv → norm, plus the (projected) input, then act (He et al. 2016)."""
+class FilledPadding(nn.Module):
+    """An arch that knows no padding, fed series: NaN padding reads as zeros."""
 
-    def __init__(self, c_in: int, c_out: int, stride: int, kernel: int, spec: ModelSpec) -> None:
+    def __init__(self, inner: nn.Module) -> None:
         super().__init__()
-        pad = kernel // 2
-        self.body = _seq(
-            nn.Conv1d(c_in, c_out, kernel, stride=stride, padding=pad, bias=spec.norm == "none"),
-            _norm(spec.norm, c_out, 1),
-            spec.activation(),
-            _dropout(spec.dropout),
-            nn.Conv1d(c_out, c_out, kernel, padding=pad, bias=spec.norm == "none"),
-            _norm(spec.norm, c_out, 1),
-        )
-        self.project: nn.Module = nn.Identity()
-        if stride != 1 or c_in != c_out:
-            self.project = _seq(
-                nn.Conv1d(c_in, c_out, 1, stride=stride, bias=False), _norm(spec.norm, c_out, 1)
-            )
-        self.act = spec.activation()
+        self.inner = inner
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.act(self.body(x) + self.project(x))
-
-
-class ResNetOptions(_Options):
-    kernel_size: int = Field(5, ge=1)
-    blocks: int = Field(1, ge=1, description="residual blocks per stage (one stage per width)")
-
-
-@ARCHS.register("resnet1d", options=ResNetOptions, aliases=("resnet",))
-def resnet1d(options: ResNetOptions, spec: ModelSpec) -> nn.Module:
-    """1-D ResNet: a stem conv, then a stage of residual blocks per width (stride 2 between)."""
-    shape = _signal_shape(spec)
-    _check_reshape(spec, shape)
-    k = options.kernel_size
-    first = spec.hidden[0]
-    layers: list[nn.Module] = [
-        Reshape(*shape),
-        nn.Conv1d(shape[0], first, k, padding=k // 2, bias=spec.norm == "none"),
-        _norm(spec.norm, first, 1),
-        spec.activation(),
-    ]
-    channels = first
-    for stage, width in enumerate(spec.hidden):
-        for block in range(options.blocks):
-            stride = 2 if stage > 0 and block == 0 else 1
-            layers.append(BasicBlock1d(channels, width, stride, k, spec))
-            channels = width
-    layers += [GlobalAvgPool(), nn.Linear(channels, spec.n_outputs)]
-    return _seq(*layers)
+        return self.inner(torch.nan_to_num(x, nan=0.0))
 
 
 # --- recurrent and attention ----------------------------------------------------------------
@@ -297,7 +250,8 @@ def _sequence_shape(spec: ModelSpec) -> tuple[int, int]:
     if len(shape) == 1:
         return shape[0], 1
     if len(shape) == 2:
-        return shape[0], shape[1]
+        # series are (channels, length): a step is one value per channel
+        return (shape[1], shape[0]) if spec.series else (shape[0], shape[1])
     raise ConfigError(
         f"model.arch: a sequence arch needs samples of shape (steps,) or (steps, features), "
         f"got {tuple(shape)}; set model.input_shape"
@@ -347,6 +301,7 @@ class RecurrentNet(nn.Module):
             steps, features = _sequence_shape(spec)
             _check_reshape(spec, (steps, features))
         self.shape = (steps, features)
+        self.series = spec.series and self.embed is None
         self.pooling = options.pooling
         self.bidirectional = options.bidirectional
         rnn_cls = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}[cell]
@@ -366,6 +321,15 @@ class RecurrentNet(nn.Module):
         self.head = nn.Linear(n_in, spec.n_outputs)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.series:  # (B, C, L) → (B, L, C), packed to each series' length
+            from nntune.padding import fill_padding
+
+            steps, steps_mask = fill_padding(x.reshape(x.shape[0], self.shape[1], -1))
+            steps = steps.transpose(1, 2)
+            if steps_mask is None:
+                return self.head(self.norm(self._pool(self._run(steps))))
+            lengths = steps_mask.sum(dim=1)
+            return self.head(self.norm(self._pool(self._run(steps, lengths), steps_mask, lengths)))
         if self.embed is None:
             return self.head(self.norm(self._pool(self._run(x.reshape(x.shape[0], *self.shape)))))
         from nntune.models.text import padding_mask
@@ -400,7 +364,13 @@ class RecurrentNet(nn.Module):
         lengths: torch.Tensor | None = None,
     ) -> torch.Tensor:
         if mask is None or lengths is None:
-            return h[:, -1] if self.pooling == "last" else h.mean(dim=1)
+            if self.pooling == "mean":
+                return h.mean(dim=1)
+            if not self.bidirectional:
+                return h[:, -1]
+            # the backward direction has read the whole sequence at the first step
+            width = h.shape[2] // 2
+            return torch.cat([h[:, -1, :width], h[:, 0, width:]], dim=1)
         from nntune.models.text import masked_mean
 
         if self.pooling == "mean":
@@ -419,7 +389,7 @@ def _recurrent(cell: str, doc: str) -> None:
         return RecurrentNet(cell, options, spec)
 
     build.__doc__ = doc
-    ARCHS.register(cell, options=RecurrentOptions, tags=("text", "recurrent"))(build)
+    ARCHS.register(cell, options=RecurrentOptions, tags=("text", "recurrent", "series"))(build)
 
 
 _recurrent("rnn", "Elman RNN (tanh), one layer per width in model.hidden.")
@@ -462,6 +432,8 @@ class TransformerNet(nn.Module):
         if self.tokens and options.patch != 1:
             raise ConfigError("model.arch transformer: patch applies to series, not to text")
         self.shape = (steps // options.patch, options.patch * features)
+        self.series = spec.series and not self.tokens
+        self.channels, self.patch = features, options.patch
         self.embed: nn.Module = (
             token_embedding(spec, width) if self.tokens else nn.Linear(self.shape[1], width)
         )
@@ -482,6 +454,8 @@ class TransformerNet(nn.Module):
         self.head = nn.Linear(width, spec.n_outputs)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.series:
+            return self._series(x)
         if not self.tokens:
             tokens = self.embed(x.reshape(x.shape[0], *self.shape)) + self.position
             return self.head(self.norm(self.encoder(tokens)).mean(dim=1))
@@ -491,8 +465,35 @@ class TransformerNet(nn.Module):
         h = self.encoder(self.embed(x) + self.position, src_key_padding_mask=~mask)
         return self.head(masked_mean(self.norm(h), mask))
 
+    def _series(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, L) series of any length up to the longest: patches of real steps attend to
+        each other only, and the mean pools them (a patch is real when a step of it is)."""
+        from nntune.models.text import masked_mean
+        from nntune.padding import fill_padding
 
-@ARCHS.register("transformer", options=TransformerOptions, tags=("text",))
+        channels = self.channels
+        values, mask = fill_padding(x.reshape(x.shape[0], channels, -1))
+        steps = values.transpose(1, 2)  # (B, L, C)
+        patch = self.patch
+        extra = -steps.shape[1] % patch
+        if extra:  # a shorter series: its last patch is completed with padding
+            steps = nn.functional.pad(steps, (0, 0, 0, extra))
+            if mask is None:
+                mask = torch.ones(steps.shape[:2], dtype=torch.bool, device=x.device)
+                mask[:, -extra:] = False
+            else:
+                mask = nn.functional.pad(mask, (0, extra), value=False)
+        n_tokens = steps.shape[1] // patch
+        tokens = self.embed(steps.reshape(x.shape[0], n_tokens, patch * channels))
+        tokens = tokens + self.position[:, :n_tokens]
+        if mask is None:
+            return self.head(self.norm(self.encoder(tokens)).mean(dim=1))
+        real = mask.reshape(x.shape[0], n_tokens, patch).any(dim=2)
+        h = self.encoder(tokens, src_key_padding_mask=~real)
+        return self.head(masked_mean(self.norm(h), real))
+
+
+@ARCHS.register("transformer", options=TransformerOptions, tags=("text", "series"))
 def transformer(options: TransformerOptions, spec: ModelSpec) -> nn.Module:
     """Transformer encoder over the sequence (layers: len(model.hidden), width: hidden[0])."""
     return TransformerNet(options, spec)

@@ -21,9 +21,11 @@ def build_model(
     n_outputs: int,
     task: str = "classification",
     vocab: int | None = None,
+    series: bool = False,
 ) -> nn.Module:
     """The model described by ``config`` for samples of ``sample_shape``, initialised
-    (``vocab``: a text run's vocabulary size; its samples are token ids)."""
+    (``vocab``: a text run's vocabulary size; its samples are token ids; ``series``: samples
+    are (C, L) series, NaN after the end of shorter ones)."""
     act_entry = ACTIVATIONS.get(config.activation.name, key="model.activation")
     act_options = act_entry.parse_options(config.activation.options, "model.activation")
     arch_entry = ARCHS.get(config.arch.name, key="model.arch")
@@ -58,8 +60,14 @@ def build_model(
         vocab=vocab,
         embedding=config.embedding,
         variational=config.variational,
+        series=series,
     )
     model = arch_entry.builder(arch_options, spec)
+    if series and "series" not in arch_entry.tags:
+        # an arch that does not mask padding (mlp, a user's): padding reads as zeros
+        from nntune.models.archs import FilledPadding
+
+        model = FilledPadding(model)
     apply_init(model, init_entry.builder(init_options))
     return model
 

@@ -51,6 +51,15 @@ class TextPredictRequest(BaseModel):
     inputs: list[Any] = Field(description="texts (strings), one per prediction")
 
 
+class SeriesPredictRequest(BaseModel):
+    """Series: each [C][L] (channels of one length; [L] with one channel), up to the run's
+    longest; shorter ones are padded as in training."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"inputs": [[[0.5, 1.2, 0.7]]]}]})
+    # checked by ServedModel.check_series, whose message names the shape this run reads
+    inputs: list[Any] = Field(description="series, one per prediction: [C][L] numbers")
+
+
 class PredictResponse(BaseModel):
     predictions: list[Any] = Field(description="class names (or codes), or regression values")
     probabilities: list[list[float]] | None = Field(
@@ -134,6 +143,14 @@ def create_app(
             """Predictions (and class probabilities) for texts, read by the run's tokenizer.
             Concurrent requests are micro-batched."""
             return await answer(lambda: served.check_texts(body.inputs, max_rows, max_text_chars))
+
+    elif served.series is not None:
+
+        @app.post("/predict", response_model=PredictResponse, response_model_exclude_none=True)
+        async def predict_series(body: SeriesPredictRequest) -> JSONResponse:
+            """Predictions (and class probabilities) for series, padded and normalized as the
+            run's training data. Concurrent requests are micro-batched."""
+            return await answer(lambda: served.check_series(body.inputs, max_rows))
 
     elif served.image is None:
 
@@ -230,6 +247,8 @@ def _validation_message(errors: Any, served: ServedModel) -> tuple[int, str]:
     errors = list(errors)
     kinds = {e.get("type") for e in errors}
     example = TEXT_EXAMPLE if served.text is not None else EXAMPLE  # a text run takes strings
+    if served.series is not None:
+        example = served.series_example()
     if "json_invalid" in kinds:
         why = next(e.get("ctx", {}).get("error", "") for e in errors if e["type"] == "json_invalid")
         return 400, f"the body is not valid JSON ({why}); send {example}"
@@ -244,6 +263,8 @@ def _validation_message(errors: Any, served: ServedModel) -> tuple[int, str]:
             return 422, f"the body has no 'inputs'; send {example}"
         if served.text is not None:
             return 422, f"inputs must be a list of texts (strings); send {example}"
+        if served.series is not None:
+            return 422, f"inputs must be a list of series ([C][L] numbers); send {example}"
         return 422, f"inputs must be a list of rows (lists of features); send {example}"
     if len(loc) == 2:  # inputs[i] is not a list
         return 422, (

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from nntune.data.preprocess import Impute, LabelEncode, OneHot
-from nntune.errors import ConfigError
+from nntune.errors import ConfigError, DataError
 from nntune.train import Predictor, load_run
 
 CHECKPOINTS = ("best", "last")
@@ -54,6 +54,7 @@ class ServedModel:
         self.classes = predictor.class_names
         self.image: dict[str, Any] | None = predictor.meta.get("image")  # an image run
         self.text: dict[str, Any] | None = predictor.meta.get("text")  # a text run
+        self.series: dict[str, Any] | None = predictor.meta.get("series")  # a series run
         pipeline = predictor.pipeline
         self.columns: list[str] = list(pipeline.input_columns) if pipeline else []
         raw_shape = pipeline.raw_shape if pipeline and pipeline.raw_shape else None
@@ -147,6 +148,27 @@ class ServedModel:
                 )
         return inputs
 
+    def check_series(self, inputs: list[Any], max_rows: int) -> list[Any]:
+        """The series of a request ([C][L] each, or [L] with one channel; shorter ones are
+        padded), checked; InputError names the sample and the shape this run reads."""
+        from nntune.data.series import series_samples
+
+        assert self.series is not None
+        _check_count(
+            len(inputs), max_rows, "series",
+            f"inputs is empty; send 1 to {max_rows} series, e.g. {self.series_example()}",
+        )  # fmt: skip
+        try:
+            return list(series_samples(inputs, self.series))
+        except DataError as err:
+            raise InputError(422, f"{err}; send e.g. {self.series_example()}") from None
+
+    def series_example(self) -> str:
+        assert self.series is not None
+        channel = "[0.5, 1.2, ...]"
+        sample = channel if int(self.series["channels"]) == 1 else f"[{channel}, ...]"
+        return f'{{"inputs": [{sample}, ...]}}'
+
     def check_images(self, files: list[bytes], max_rows: int, max_bytes: int) -> list[Any]:
         """The images of a request (bytes of image files), decoded and resized as the run read
         its folder; InputError names the image that is too large or no image."""
@@ -182,7 +204,7 @@ class ServedModel:
     def predict(self, rows: list[list[Any]]) -> dict[str, list[Any]]:
         """The contract's answer for checked rows: predictions, and class probabilities for
         classification."""
-        if self.image is not None:  # decoded images (check_images)
+        if self.image is not None or self.series is not None:  # check_images, check_series
             return self.predictor.predict(np.stack(rows))
         if self.text is not None:  # strings (check_texts)
             return self.predictor.predict(list(rows))
@@ -216,4 +238,13 @@ class ServedModel:
                 else {}
             ),
             **({"inputs": "texts", "text_columns": self.text["columns"]} if self.text else {}),
+            **(
+                {
+                    "inputs": "series",
+                    "channels": self.series["channels"],
+                    "max_length": self.series["input_length"],
+                }
+                if self.series
+                else {}
+            ),
         }

@@ -127,6 +127,8 @@ def resolve_for_data(config: Config, bundle: DataBundle) -> Config:
     if bundle.train_dataset is not None or bundle.image is not None or bundle.text is not None:
         # a torch Dataset as it is; images: data.image.normalize; text: data.tokenizer
         raw["data"]["preprocess"] = []
+    if bundle.series is not None:  # the layout guessed is saved with the run
+        raw["data"]["layout"] = bundle.series["layout"]
     if config.loss.name == "auto":
         raw["loss"] = _resolve_component(LOSSES, Component(name=default_loss(bundle.task)), "loss")
     metrics = config.train.metrics
@@ -192,6 +194,7 @@ def build_parts(
             loss.n_outputs(bundle.n_outputs),
             bundle.task,
             vocab=text_vocab(bundle.text),
+            series=bundle.series is not None,
         )
     model = image_model(model, bundle.image).to(device)  # image folders: uint8 in
     if config.train.channels_last:

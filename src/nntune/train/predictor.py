@@ -50,6 +50,10 @@ class Predictor:
             return torch.from_numpy(image_inputs(raw, image))
         if self.meta.get("text"):
             return self.token_ids(raw)
+        if self.meta.get("series"):
+            from nntune.data.series import series_inputs
+
+            return torch.from_numpy(series_inputs(raw, self.meta["series"]))
         if isinstance(raw, pd.DataFrame):
             frame = raw
             if self.pipeline is not None and self.pipeline.input_columns:
@@ -150,6 +154,7 @@ def load_run(run_dir: str | Path, checkpoint: str = "best", trust_code: bool = F
             loss.n_outputs(meta["n_outputs"]),
             meta["task"],
             vocab=text_vocab(meta.get("text")),
+            series=meta.get("series") is not None,
         )
         model = image_model(model, meta.get("image"))
         quantized = (meta.get("compression") or {}).get("quantize")
