@@ -3,7 +3,7 @@ calibration cases with a fixed train/test split. One JSON line per figure on std
 on stderr.
 
     python bench/series.py [--cases uni50,varlen] [--seeds 1] [--budget 3m] [--data-seed 0]
-        [--baselines-only] [--selftest] [--out runs/bench-series]
+        [--baselines-only] [--resnet-epochs 500] [--selftest] [--out runs/bench-series]
 
 The cases (CASES below), written as .npz files (x, y, x_test, y_test) under ``--out``/data/
 from the ``mnist1d`` package's generator (offline, seeded: ``--data-seed``), split as public
@@ -29,6 +29,8 @@ The methods, on the same split:
   over the channels per step) with a Sakoe-Chiba window of 10 % of the length. Both on the
   series z-normalized per series and channel, every series first resampled from its real steps
   to the case's length (the NaN padding of ``varlen``);
+- ``resnet_review`` (with ``--resnet-epochs E``): the ResNet of the time-series review trained
+  its way for E epochs per seed, without a budget (``review_resnet`` below);
 - ``auto`` (unless ``--baselines-only``): ``nntune auto CASE.npz --budget B --seed S --json
   --out OUT/<case>-auto-<S>`` for S in 0..``--seeds``-1; its accuracy is auto.json's
   ``final.metrics.accuracy`` (else ``retrain.test.accuracy.mean``).
@@ -357,6 +359,38 @@ def auto(name: str, path: Path, data: dict[str, np.ndarray], seed: int, budget: 
     emit(**line)
 
 
+def review_resnet(name: str, path: Path, data: dict[str, np.ndarray], seed: int, epochs: int,
+                  out: Path) -> None:  # fmt: skip
+    """The ResNet of the time-series review on the same split, trained its way (no budget):
+    every training series, batches of min(N/10, 16), Adam at 1e-3 halved after 50 epochs
+    without a lower training loss (down to 1e-4), the last epoch's model."""
+    folder = out / f"{name}-resnet-{seed}"
+    if folder.exists():
+        shutil.rmtree(folder)
+    config = {
+        "name": f"{name}-resnet", "seed": seed,
+        "data": {"dataset": str(path), "preprocess": ["znorm"], "val_split": 0.0},
+        "model": {"arch": {"name": "resnet1d", "kernel_sizes": [8, 5, 3], "stem": False,
+                           "downsample": False},
+                  "hidden": [64, 128, 128], "activation": "relu", "norm": "batch"},
+        "optimizer": {"name": "adam", "lr": 1.0e-3},
+        "schedule": {"name": "plateau", "monitor": "train_loss", "factor": 0.5, "patience": 50,
+                     "min_factor": 0.1},
+        "train": {"epochs": epochs, "batch_size": max(1, min(len(data["y"]) // 10, 16))},
+    }  # fmt: skip
+    import nntune
+
+    started = time.perf_counter()
+    result = nntune.train(config, out=folder, progress=False)
+    seconds = time.perf_counter() - started
+    accuracy = result.test.get("accuracy")
+    say(f"{name}: resnet_review seed {seed}: accuracy {accuracy} in {seconds:.0f} s")
+    emit(case=name, method="resnet_review", seed=seed, epochs=epochs,
+         accuracy=None if accuracy is None else round(float(accuracy), 4),
+         seconds=round(seconds, 1), train=len(data["y"]), test=len(data["y_test"]),
+         shape=list(data["x"].shape[1:]))  # fmt: skip
+
+
 # --- self-test --------------------------------------------------------------------------------
 
 
@@ -418,6 +452,9 @@ def main() -> None:
     parser.add_argument("--budget", default="3m", help="nntune auto's --budget")
     parser.add_argument("--data-seed", type=int, default=0, help="the cases' generator seed")
     parser.add_argument("--baselines-only", action="store_true", help="skip nntune auto")
+    parser.add_argument(
+        "--resnet-epochs", type=int, default=0, help="also the review's ResNet, this many epochs"
+    )
     parser.add_argument("--selftest", action="store_true", help="check the DTW and the cases")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = parser.parse_args()
@@ -434,6 +471,8 @@ def main() -> None:
             data = {k: archive[k] for k in archive.files}
         say(f"{name}: {path} x {list(data['x'].shape)} x_test {list(data['x_test'].shape)}")
         baselines(name, data)
+        for seed in range(args.seeds if args.resnet_epochs else 0):
+            review_resnet(name, path, data, seed, args.resnet_epochs, args.out)
         if not args.baselines_only:
             for seed in range(args.seeds):
                 auto(name, path, data, seed, args.budget, args.out)

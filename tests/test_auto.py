@@ -199,6 +199,8 @@ def test_a_bug_in_a_stage_after_the_final_model_keeps_the_result_and_exits_1(
         (["data.csv", "--target", "nope"], "nope"),
         (["data.csv", "--target", "label", "--budget", "soon"], "--budget"),
         (["data.csv", "--target", "label", "--task", "ranking"], "--task"),
+        (["data.csv", "--target", "label", "--layout", "CLN"], "--layout 'CLN'"),
+        (["data.csv", "--target", "label", "--layout", "NCL"], "data.layout = NCL"),
     ],
 )
 def test_bad_input_is_refused_before_anything_is_written(
@@ -232,6 +234,75 @@ def test_the_starting_model_follows_the_kind_of_data(tmp_path: Path) -> None:
     assert starting_config(understand("wine"), "x")["search"]["folds"] == 5
     assert "folds" not in starting_config(understand("mnist1d"), "x")["search"]
     assert understand("diabetes").task == "regression"
+
+
+@pytest.mark.parametrize(
+    ("shape", "layout", "channels", "length"),
+    [((60, 6, 100), "NCL", 6, 100), ((60, 128, 3), "NLC", 3, 128), ((60, 90), "NCL", 1, 90)],
+)
+def test_few_series_get_the_small_series_recipe_and_their_layout_with_its_reason(
+    tmp_path: Path, shape: tuple[int, ...], layout: str, channels: int, length: int
+) -> None:
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=shape).astype(np.float32)
+    if len(shape) == 2:
+        x[::3, 70:] = np.nan  # shorter series
+    np.savez(tmp_path / "series.npz", x=x, y=np.arange(shape[0]) % 3)
+    facts = understand(str(tmp_path / "series.npz"))
+    assert facts.kind == "signal" and facts.recipe == "small_series" and facts.layout == layout
+    profile = facts.profile or {}
+    assert profile["layout"] == layout and profile["layout_reason"]
+    assert profile["channels"] == channels and profile["length"] == length
+    assert profile["variable_length"] == (len(shape) == 2)
+    assert any(f"x read as {layout}" in note for note in facts.notes)
+    config = starting_config(facts, "x")
+    assert config["data"]["layout"] == layout and config["data"]["preprocess"] == ["znorm"]
+    assert config["model"]["arch"]["kernel_sizes"] == [8, 5, 3]
+    assert config["model"]["hidden"] == [64, 128, 128]
+    load_config(config)  # a valid config as it is
+
+
+def test_the_layout_given_to_auto_overrides_the_guess(tmp_path: Path) -> None:
+    from nntune.errors import DataError
+
+    x = np.zeros((40, 12, 12), np.float32)  # near-square: images, unless told
+    np.savez(tmp_path / "square.npz", x=x, y=np.arange(40) % 2)
+    assert understand(str(tmp_path / "square.npz")).kind == "image"
+    facts = understand(str(tmp_path / "square.npz"), layout="NCL")
+    assert facts.kind == "signal" and facts.layout == "NCL"
+    assert (facts.profile or {})["layout_reason"] == "data.layout"
+    with pytest.raises(DataError, match=r"data\.layout = NCHW"):
+        understand(str(tmp_path / "square.npz"), layout="NCHW")
+
+
+@pytest.mark.slow
+def test_auto_on_few_variable_length_multichannel_series(tmp_path: Path) -> None:
+    """The small-series path end to end: no search, every series trains the final model, and
+    the exported ONNX model reproduces the predictions on NaN-padded test series."""
+    rng = np.random.default_rng(2)
+
+    def waves(n: int) -> tuple[np.ndarray, np.ndarray]:
+        y = rng.integers(0, 3, n)
+        x = np.full((n, 2, 64), np.nan, np.float32)
+        for i in range(n):
+            length = int(rng.integers(32, 65))
+            t = np.arange(length) / 6.0
+            x[i, 0, :length] = 3.0 + 2.0 * np.sin((1 + y[i]) * t) + rng.normal(0, 0.2, length)
+            x[i, 1, :length] = rng.normal(0, 1, length)  # a channel of noise
+        return x, y
+
+    (x, y), (x_test, y_test) = waves(90), waves(150)
+    np.savez(tmp_path / "rec.npz", x=x, y=y, x_test=x_test, y_test=y_test)
+    summary, seconds = _run_auto(tmp_path, "rec.npz", "--out", "r", budget=60)
+    _check_folder(tmp_path / "r", summary, 60, seconds)
+    assert summary["data"]["recipe"] == "small_series" and summary["data"]["layout"] == "NCL"
+    assert summary["data"]["profile"]["variable_length"]
+    stages = {s["stage"]: s for s in summary["stages"]}
+    assert stages["tune"]["status"] == "skipped" and "few series" in stages["tune"]["note"]
+    best = load_config(tmp_path / "r" / "best.yaml")
+    assert best.data.val_split == 0.0 and best.train.epochs == summary["small_series"]["epochs"]
+    assert summary["final"]["metrics"]["accuracy"] > 0.8  # three frequencies: chance is 1/3
+    assert summary["export"]["verified"]["passed"]
 
 
 def test_small_tables_search_a_linear_model_too() -> None:

@@ -322,3 +322,25 @@ def test_serve_answers_nested_lists_and_names_the_shape_it_reads(
         assert health["channels"] == 1
     finally:
         server.stop()
+
+
+def test_padding_is_no_missing_value_to_the_data_checks_but_a_scale_problem_is_found() -> None:
+    from nntune.diagnose.data_checks import series_checks
+
+    x, y = waves(60, 4, channels=2)
+    found = series_checks(torch.from_numpy(x), torch.from_numpy(y), "classification")
+    assert found["nonfinite_values"] == 0 and found["features"] == 2
+    assert 0.0 < found["padded_share"] < 0.5
+    assert found["unscaled_features"] == 0  # offsets up to 5 and gains up to 4: in range
+    x[:, 1] *= 1000.0  # one channel in other units
+    found = series_checks(torch.from_numpy(x), torch.from_numpy(y), "classification")
+    assert found["unscaled_features"] == 1 and found["max_std"] > 1000
+
+
+def test_the_doctor_finds_a_padded_series_run_healthy_as_data(
+    varlen_npz: Path, tmp_path: Path
+) -> None:
+    from nntune.doctor.doctor import doctor
+
+    found = doctor(series_config(varlen_npz), epochs=3, out=tmp_path / "doctor")
+    assert "data_issue" not in [problem["kind"] for problem in found["problems"]]

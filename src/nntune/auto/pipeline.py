@@ -40,6 +40,7 @@ from nntune.train.build import check_components
 from nntune.train.checkpoint import write_json_atomic, write_text_atomic
 
 AUTO = "auto.json"
+LAYOUTS = ("auto", "NCL", "NLC", "NCHW", "NHW")  # data.layout's
 ERRORS = "errors.log"  # tracebacks of stages that failed by a bug (not by the user's input)
 # the stages after the final model exists: a bug in one of them is recorded as that stage's
 # failure and the others still run, so the budget spent on the model is never lost
@@ -59,6 +60,7 @@ MIN_TUNE_SHARE = 0.05
 MAX_TUNE_ROUNDS = 3
 FIRST_ROUND_SHARE = 0.25  # of the time left: the first search round's least
 PROBE_SHARE = 0.3  # of the recipe's epochs
+SMALL_SERIES_PROBE_EPOCHS = 15  # enough for the doctor's detectors and the time per epoch
 SAFETY = 1.2  # a training's estimated seconds are multiplied by this before it is started
 
 
@@ -106,6 +108,7 @@ class Auto:
         target: str | None = None,
         budget: float | str = 600.0,
         task: str = "auto",
+        layout: str = "auto",
         out: Path | None = None,
         runs_root: Path = Path("runs"),
         seed: int = 0,
@@ -121,7 +124,11 @@ class Auto:
             raise ConfigError(f"--seeds {seeds}: must be at least 1")
         self.clock = Clock(parse_budget(budget))
         self.say = progress or (lambda line: None)
-        self.facts: DataFacts = understand(data, target, task)  # bad data: an error, no folder
+        if layout not in LAYOUTS:
+            raise ConfigError(f"--layout {layout!r}: allowed: {', '.join(LAYOUTS)}")
+        self.facts: DataFacts = understand(
+            data, target, task, layout
+        )  # bad data: an error, no folder
         name = _name(self.facts.dataset)
         self.name = name
         self.folder = result_folder(out, f"{name}-auto", runs_root)
@@ -211,6 +218,8 @@ class Auto:
 
         if self.clock.left() < 0.5 * self.clock.total:
             return "skipped: the data stage took half of the budget"
+        if self.facts.recipe == "small_series":
+            return "skipped: the small-series recipe keeps its measured lr"
         result = lr_find(self.config, steps=100)
         current = float(self.config["optimizer"]["lr"])
         # the suggestion moves the recipe's lr at most 3× either way: the range test reads one
@@ -233,6 +242,8 @@ class Auto:
 
         epochs = int(self.config["train"]["epochs"])
         probe_epochs = max(1, min(epochs, round(PROBE_SHARE * epochs)))
+        if self.facts.recipe == "small_series":  # its long training: the probe's epochs bounded
+            probe_epochs = min(probe_epochs, SMALL_SERIES_PROBE_EPOCHS)
         found = doctor(self.config, epochs=probe_epochs, out=self.folder / "doctor")
         # the probe's training time (the doctor's detectors and report excluded), per epoch
         probe_seconds = float(found["probe"].get("seconds") or found["seconds"])
@@ -274,6 +285,8 @@ class Auto:
         study with the time the first one was too careful about."""
         from nntune.search.tune import TuneOptions, tune
 
+        if self.facts.recipe == "small_series":
+            return self._fit_small_series()
         base = dict(self.config)
         rounds = 0
         result = None
@@ -333,6 +346,45 @@ class Auto:
             best.pop("search", None)
             self.config = {**best, "search": self.config.get("search", {})}
         return None
+
+    def _fit_small_series(self) -> str:
+        """Few series: no search. A trial scored on a validation part of a few series ranks by
+        luck, cross-validating each trial costs five trainings the budget does not hold, and
+        the series are worth more as training data (measured: docs/benchmarks.md#series). The
+        recipe trains on the whole training part, for as many of its epochs as the budget
+        gives each seed (fewer seeds before fewer than SMALL_SERIES_MIN_EPOCHS epochs)."""
+        from nntune.auto.recipe import SMALL_SERIES_MIN_EPOCHS
+
+        epochs = int(self.config["train"]["epochs"])
+        val_split = float(self.config["data"].get("val_split", 0.2))
+        measured = max(0.0, (self.seconds_per_training or RUN_OVERHEAD) - RUN_OVERHEAD)
+        # the probe trained on 1 - val_split of the training part; the seeds train on all of it
+        per_epoch = measured / epochs / max(1e-6, 1.0 - val_split) * SAFETY
+        available = self.clock.left() - self._finish_reserve() - OVERSHOOT_SECONDS
+        seeds = self.seeds
+        while seeds > 1 and available / seeds < RUN_OVERHEAD + SMALL_SERIES_MIN_EPOCHS * per_epoch:
+            seeds -= 1
+        fitted = int((available / seeds - RUN_OVERHEAD) / per_epoch) if per_epoch > 0 else epochs
+        fitted = max(1, min(epochs, fitted))
+        self.config["data"] = {**self.config["data"], "val_split": 0.0}
+        self.config["train"] = {
+            **self.config["train"],
+            "epochs": fitted,
+            "early_stopping": None,
+            "monitor": None,
+        }
+        self.seconds_per_training = RUN_OVERHEAD + fitted * per_epoch / SAFETY
+        self.record["small_series"] = {
+            "epochs": fitted,
+            "recipe_epochs": epochs,
+            "seeds": seeds,
+            "seconds_per_epoch": round(per_epoch / SAFETY, 4),
+        }
+        note = f"skipped: few series; the recipe trains on all of them for {fitted} epochs"
+        if seeds < self.seeds:
+            note += f" with {seeds} of {self.seeds} seeds (the budget)"
+            self.seeds = seeds
+        return note
 
     def _retrain(self) -> str | None:
         import nntune

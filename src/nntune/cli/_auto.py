@@ -30,6 +30,12 @@ def auto_command(
     task: str = typer.Option(
         "auto", "--task", help="auto (inferred from the target), classification or regression"
     ),
+    layout: str = typer.Option(
+        "auto",
+        "--layout",
+        help="how an .npz's x is read: auto (guessed from its shape), NCL, NLC (series), "
+        "NCHW, NHW (images)",
+    ),
     seeds: int = typer.Option(3, "--seeds", help="seeds the final recipe is retrained with"),
     seed: int = typer.Option(0, "--seed", help="seed of the search and of the final model"),
     out: Path | None = typer.Option(
@@ -62,6 +68,7 @@ def auto_command(
         target=target,
         budget=budget,
         task=task,
+        layout=layout,
         out=out,
         seed=seed,
         seeds=seeds,

@@ -60,6 +60,38 @@ def data_checks(
     validation/test rows that also occur in training (``others``: those splits' inputs)."""
     x = x_train.reshape(len(x_train), -1).double()
     checks: dict[str, Any] = {"features": int(x.shape[1]), "rows": int(x.shape[0])}
+    checks.update(_scale_checks(x))
+    checks.update(_label_and_overlap_checks(x_train, y_train, task, others))
+    return checks
+
+
+def series_checks(
+    x_train: torch.Tensor,
+    y_train: torch.Tensor,
+    task: str,
+    others: list[torch.Tensor] | None = None,
+) -> dict[str, Any]:
+    """The checks of (N, C, L) series: the NaN after the end of a shorter series is padding,
+    not a missing value, and the features whose scale matters are the channels (over every
+    real step of the training series); imbalance and overlap as for any data."""
+    from nntune.padding import step_values
+
+    x = x_train.double()
+    real = step_values(x)  # (N, L)
+    steps = x.transpose(1, 2)[real]  # (real steps, C)
+    checks: dict[str, Any] = {
+        "features": int(x.shape[1]),
+        "rows": int(x.shape[0]),
+        "padded_share": float(1.0 - real.double().mean()) if real.numel() else 0.0,
+    }
+    checks.update(_scale_checks(steps))
+    checks.update(_label_and_overlap_checks(x_train, y_train, task, others))
+    return checks
+
+
+def _scale_checks(x: torch.Tensor) -> dict[str, Any]:
+    """Of a (rows, features) matrix: non-finite values, and the features' scale."""
+    checks: dict[str, Any] = {}
     finite = torch.isfinite(x)
     checks["nonfinite_values"] = int((~finite).sum())
     clean = torch.where(finite, x, torch.zeros_like(x))
@@ -73,6 +105,13 @@ def data_checks(
     checks["max_std"] = float(std.max()) if len(std) else 0.0
     constant = int((~varying).sum())
     checks["constant_features"] = constant if constant > CONSTANT_SHARE * x.shape[1] else 0
+    return checks
+
+
+def _label_and_overlap_checks(
+    x_train: torch.Tensor, y_train: torch.Tensor, task: str, others: list[torch.Tensor] | None
+) -> dict[str, Any]:
+    checks: dict[str, Any] = {}
     if task == "classification":
         checks["class_imbalance"] = _imbalance(y_train)
     if others:

@@ -130,6 +130,10 @@ def doctor_findings(
         from nntune.diagnose.data_checks import text_checks
 
         data = text_checks(y_train, bundle.task, bundle.text)
+    elif bundle.series:  # NaN padding is no missing value; the channels are the features
+        from nntune.diagnose.data_checks import series_checks
+
+        data = series_checks(x_train, y_train, bundle.task, others)
     else:
         data = data_checks(x_train, y_train, bundle.task, others)
     facts = RunFacts(
