@@ -262,6 +262,21 @@ def test_few_series_get_the_small_series_recipe_and_their_layout_with_its_reason
     load_config(config)  # a valid config as it is
 
 
+def test_the_probe_of_few_series_validates_on_every_class_or_not_at_all() -> None:
+    from nntune.auto.recipe import series_val_split
+    from nntune.data.splits import split_off
+
+    assert series_val_split(400, 2) == 0.2
+    for n, classes in ((36, 10), (50, 10), (24, 6)):
+        share = series_val_split(n, classes)
+        assert 0.2 <= share < 0.5
+        labels = np.arange(n) % classes
+        kept, held = split_off(labels, share, 0, "data.val_split", "a validation part")
+        assert len(set(labels[held])) == len(set(labels[kept])) == classes
+    assert series_val_split(18, 18) == 0.0  # one series per class: nothing to hold out
+    assert series_val_split(100, 10, fewest=1) == 0.0
+
+
 def test_the_layout_given_to_auto_overrides_the_guess(tmp_path: Path) -> None:
     from nntune.errors import DataError
 

@@ -22,6 +22,7 @@ trains the final model again.
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import statistics
@@ -60,7 +61,8 @@ MIN_TUNE_SHARE = 0.05
 MAX_TUNE_ROUNDS = 3
 FIRST_ROUND_SHARE = 0.25  # of the time left: the first search round's least
 PROBE_SHARE = 0.3  # of the recipe's epochs
-SMALL_SERIES_PROBE_EPOCHS = 15  # enough for the doctor's detectors and the time per epoch
+SMALL_SERIES_PROBE_EPOCHS = 15  # enough for the doctor's detectors
+TIMING_EPOCHS = 3  # a timing run of the small-series recipe
 SAFETY = 1.2  # a training's estimated seconds are multiplied by this before it is started
 
 
@@ -356,35 +358,60 @@ class Auto:
         from nntune.auto.recipe import SMALL_SERIES_MIN_EPOCHS
 
         epochs = int(self.config["train"]["epochs"])
-        val_split = float(self.config["data"].get("val_split", 0.2))
-        measured = max(0.0, (self.seconds_per_training or RUN_OVERHEAD) - RUN_OVERHEAD)
-        # the probe trained on 1 - val_split of the training part; the seeds train on all of it
-        per_epoch = measured / epochs / max(1e-6, 1.0 - val_split) * SAFETY
+        self.config["data"] = {**self.config["data"], "val_split": 0.0}
+        per_epoch, overhead = self._time_training(self.config)
+        per_epoch *= SAFETY
         available = self.clock.left() - self._finish_reserve() - OVERSHOOT_SECONDS
         seeds = self.seeds
-        while seeds > 1 and available / seeds < RUN_OVERHEAD + SMALL_SERIES_MIN_EPOCHS * per_epoch:
+        while seeds > 1 and available / seeds < overhead + SMALL_SERIES_MIN_EPOCHS * per_epoch:
             seeds -= 1
-        fitted = int((available / seeds - RUN_OVERHEAD) / per_epoch) if per_epoch > 0 else epochs
+        fitted = int((available / seeds - overhead) / per_epoch) if per_epoch > 0 else epochs
         fitted = max(1, min(epochs, fitted))
-        self.config["data"] = {**self.config["data"], "val_split": 0.0}
         self.config["train"] = {
             **self.config["train"],
             "epochs": fitted,
             "early_stopping": None,
             "monitor": None,
         }
-        self.seconds_per_training = RUN_OVERHEAD + fitted * per_epoch / SAFETY
+        self.seconds_per_training = overhead + fitted * per_epoch / SAFETY
         self.record["small_series"] = {
             "epochs": fitted,
             "recipe_epochs": epochs,
             "seeds": seeds,
             "seconds_per_epoch": round(per_epoch / SAFETY, 4),
+            "seconds_outside_epochs": round(overhead, 2),
         }
         note = f"skipped: few series; the recipe trains on all of them for {fitted} epochs"
         if seeds < self.seeds:
             note += f" with {seeds} of {self.seeds} seeds (the budget)"
             self.seeds = seeds
         return note
+
+    def _time_training(self, config: dict[str, Any]) -> tuple[float, float]:
+        """(seconds per epoch, seconds outside the epochs) of ``config``'s training, from a
+        run of TIMING_EPOCHS of its epochs (the doctor's probe validates and measures every
+        epoch, and took 3.7× the time of a plain one on bench/series.py's multi6)."""
+        import nntune
+
+        out = self.folder / "timing"
+        timed = {
+            **config,
+            "name": f"{self.name}-timing",
+            "train": {**config["train"], "epochs": TIMING_EPOCHS, "early_stopping": None},
+        }
+        started = time.monotonic()
+        nntune.train(timed, out=out, progress=False)
+        wall = time.monotonic() - started
+        rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+        # each record's seconds: the run's training time up to the end of that epoch
+        seconds = [float(row["seconds"]) for row in rows if row.get("seconds") is not None]
+        if not seconds:
+            return wall / TIMING_EPOCHS, RUN_OVERHEAD
+        if len(seconds) > 1:  # after the first epoch, which warms up
+            per_epoch = (seconds[-1] - seconds[0]) / (len(seconds) - 1)
+        else:
+            per_epoch = seconds[0]
+        return per_epoch, max(RUN_OVERHEAD, wall - seconds[-1])
 
     def _retrain(self) -> str | None:
         import nntune
