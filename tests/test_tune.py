@@ -447,6 +447,9 @@ def test_start_from_config_can_be_switched_off_and_skips_values_outside_the_spac
     params = parse_space({**SPACE, "train.batch_size": {"choice": [64, 128]}})
     config = {"optimizer": {"name": "sgd", "lr": 0.5}, "train": {"batch_size": 64}}
     assert config_point(params, config) == {"train.batch_size": 64}  # sgd, lr 0.5: outside
+    # a name given in the shorthand (`schedule: constant`) is that node's name
+    schedules = parse_space({"schedule.name": {"choice": ["constant", "cosine"]}})
+    assert config_point(schedules, {"schedule": "constant"}) == {"schedule.name": "constant"}
 
     off = tiny_study_config(tiny)
     off["search"]["start_from_config"] = False

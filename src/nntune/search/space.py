@@ -261,6 +261,8 @@ def config_point(params: list[Param], config: Mapping[str, Any]) -> dict[str, An
     for param in params:
         value: Any = config
         for part in param.key.split("."):
+            if isinstance(value, str) and part == "name":
+                continue  # the shorthand `schedule: cosine` is `schedule: {name: cosine}`
             if not isinstance(value, Mapping) or part not in value:
                 break
             value = value[part]
