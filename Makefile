@@ -54,6 +54,8 @@ bench: dev                           ## the benchmarks of README (slow; not part
 	$(PY) bench/tricks.py
 	$(PY) bench/precision.py
 	$(PY) bench/tune.py
+	$(PIP) install --quiet --no-deps flaml==2.8.0   # FLAML's CFO: tune_suite's flaml method
+	$(PY) bench/tune_suite.py
 	$(PY) bench/doctor.py
 	$(PY) bench/strategies.py
 	$(PY) bench/scale.py

@@ -29,8 +29,16 @@ seed), all optimizing the default search metric ``val_loss`` (``search.metric``'
   trial a ``nntune.train(config_dict, out=..., progress=False)`` whose value is the best
   epoch's ``val_loss`` (the value an nntune trial gets); a config nntune rejects is a failed
   trial (``catch=(NntuneError,)``) as in nntune's studies; no start config is enqueued;
-- ``flaml``: FLAML's CFO is not driven by this script; the method prints one ``skipped`` line
-  (saying whether flaml is installed) and nothing else.
+- ``flaml``: FLAML's CFO (``flaml.tune.run`` with ``search_alg=CFO(seed=seed, ...)``, flaml
+  2.8.0, an optional bench-only install: ``pip install --no-deps flaml==2.8.0``, as ``make
+  bench`` does) on the same space (nntune's kinds as ``flaml.tune`` domains, each point turned
+  into a config by ``suggest``/``trial_config``) and the same trials and values as ``optuna``
+  (a rejected config or a training without a finite value is reported to FLAML as ``inf``);
+  no pruning; no ``low_cost_partial_config`` (every trial costs the same epochs: there is no
+  low-cost point), the start config is CFO's start point (``points_to_evaluate``, FLAML's way
+  to warm-start its local search) and so the first trial, as in ``nntune``'s studies; see
+  ``run_flaml``. Without flaml installed the method prints one ``skipped`` line (with the pip
+  command) and nothing else.
 
 Budgets count full-training equivalents: a budget of N allows N x the task's epochs of
 training, summed over the study's trials in order, each trial costing the epochs it trained
@@ -73,7 +81,7 @@ Lines (stdout, one JSON object each, ``"bench": "tune_suite"``), per task in ord
   ``test_metric``, ``test_mean`` (mean over seeds of each study's retrain mean), ``test_std``,
   ``test_values``, ``start_test_mean``, ``start_test_std``, ``seconds`` (median),
   ``seconds_values``, ``trials_mean``, ``pruned_mean``, ``epochs_mean``;
-- ``kind: "skipped"``: ``method``, ``reason`` (flaml);
+- ``kind: "skipped"``: ``method``, ``reason`` (flaml, when it is not installed);
 - ``kind: "total"`` last: ``seconds`` (the whole run), ``tasks``, ``methods``, ``budgets``,
   ``seeds``, ``retrain_seeds``, ``out``, ``commit`` (``git describe --always --dirty``),
   ``load_average_1min`` (before, after: other work on the machine slows the trainings).
@@ -91,13 +99,15 @@ with it still win); about 15 s on 2 cores.
 
 Measured on 2 cores: ``--quick`` takes about 9 s (the study lines' ``seconds`` under 2 s
 each). The full default run has not been timed yet; from per-trial costs (0.05-0.45 s a
-training, about 0.15 s of study overhead a trial) it is estimated at 45-55 minutes.
+training, about 0.15 s of study overhead a trial) it was estimated at 45-55 minutes before
+the flaml method ran studies (they cost about what the optuna method's do).
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import importlib.util
 import json
 import math
 import os
@@ -109,7 +119,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from unittest import mock
 
 import optuna
@@ -122,7 +132,7 @@ from nntune.config import config_to_dict, validate_config
 from nntune.errors import NntuneError
 from nntune.optim import infer_mode
 from nntune.search import TuneOptions, tune
-from nntune.search.space import default_space, parse_space, suggest
+from nntune.search.space import Param, config_point, default_space, parse_space, suggest
 from nntune.search.study import make_storage, options_of, trial_config
 from nntune.train.build import check_components
 
@@ -199,10 +209,9 @@ class StudyRecord:
     seconds: float  # the whole study, as the caller waited for it
 
 
-def trained_epochs(trial: optuna.trial.FrozenTrial) -> int:
-    """Epochs a trial trained, from its run folder (summary.json's epochs_run; metrics.jsonl's
-    lines for a run that wrote no summary), else the epochs it reported to Optuna."""
-    run_dir = trial.user_attrs.get("run_dir")
+def run_epochs(run_dir: str | None) -> int | None:
+    """Epochs a run folder's training ran (summary.json's epochs_run; metrics.jsonl's lines for
+    a run that wrote no summary); None when the folder has neither."""
     if run_dir:
         summary = Path(run_dir) / "summary.json"
         if summary.exists():
@@ -210,7 +219,13 @@ def trained_epochs(trial: optuna.trial.FrozenTrial) -> int:
         metrics = Path(run_dir) / "metrics.jsonl"
         if metrics.exists():
             return sum(1 for line in metrics.read_text().splitlines() if line.strip())
-    return len(trial.intermediate_values)
+    return None
+
+
+def trained_epochs(trial: optuna.trial.FrozenTrial) -> int:
+    """Epochs a trial trained, from its run folder, else the epochs it reported to Optuna."""
+    epochs = run_epochs(trial.user_attrs.get("run_dir"))
+    return len(trial.intermediate_values) if epochs is None else epochs
 
 
 class EpochLedger:
@@ -333,6 +348,154 @@ def run_optuna(task: str, seed: int, budget_epochs: int, folder: Path) -> StudyR
     study.optimize(objective, callbacks=[stop_when_spent], catch=(NntuneError,))
     seconds = time.time() - started
     return StudyRecord(task, "optuna", seed, folder, records_of(study, started), seconds)
+
+
+FLAML_PIP = "pip install --no-deps flaml==2.8.0"  # numpy, its one requirement, is here already
+
+
+def flaml_installed() -> bool:
+    return importlib.util.find_spec("flaml") is not None
+
+
+class FlamlPoint:
+    """A config FLAML sampled, answering nntune's ``suggest`` as an Optuna trial would: each
+    ``suggest_*`` returns the point's value of that key, so the parameters that apply, their
+    order and the decoding of encoded choices are exactly those of the optuna method."""
+
+    def __init__(self, point: dict[str, Any]) -> None:
+        self.point = point
+
+    def suggest_categorical(self, name: str, choices: Sequence[Any]) -> Any:
+        # FLAML may hand back numpy scalars (np.str_, np.int64): return the choice itself
+        return next((c for c in choices if c == self.point[name]), self.point[name])
+
+    def suggest_float(self, name: str, low: float, high: float, *, log: bool = False) -> float:
+        # 12 significant digits: the start point comes back from FLAML as 1.0000000000000002e-4
+        return min(high, max(low, float(f"{float(self.point[name]):.12g}")))
+
+    def suggest_int(self, name: str, low: int, high: int, *, log: bool = False) -> int:
+        return min(high, max(low, int(self.point[name])))  # FLAML rounds its integers
+
+
+def flaml_space(params: list[Param]) -> dict[str, Any]:
+    """nntune's parameters as flaml.tune domains: uniform/loguniform as tune.uniform/loguniform,
+    int/logint as tune.randint/lograndint (whose upper bound is exclusive, hence high + 1),
+    choices as tune.choice of the Optuna-encoded values (lists and mappings as JSON text; FLAML
+    orders a choice whose values are all numbers, like the batch sizes, and treats the others
+    as unordered). The space is flat: a conditional parameter (``when``, an option the chosen
+    component does not take) is sampled on every trial and ignored where it does not apply."""
+    from flaml import tune as flaml_tune
+
+    space: dict[str, Any] = {}
+    for param in params:
+        if param.kind == "choice":
+            space[param.key] = flaml_tune.choice(param.encoded_choices)
+            continue
+        assert param.bounds is not None
+        low, high = param.bounds
+        if param.kind == "uniform":
+            space[param.key] = flaml_tune.uniform(low, high)
+        elif param.kind == "loguniform":
+            space[param.key] = flaml_tune.loguniform(low, high)
+        elif param.kind == "int":
+            space[param.key] = flaml_tune.randint(int(low), int(high) + 1)
+        else:
+            space[param.key] = flaml_tune.lograndint(int(low), int(high) + 1)
+    return space
+
+
+class BudgetSpent(Exception):
+    """Raised by the FLAML study's evaluation function once the budget's epochs are spent."""
+
+
+def run_flaml(task: str, seed: int, budget_epochs: int, folder: Path) -> StudyRecord:
+    """FLAML's CFO on nntune's default space: ``flaml.tune.run(objective, config=space,
+    search_alg=CFO(..., seed=seed), num_samples=-1)``, the trials as the optuna method's.
+
+    Start point: CFO is a local search from one point, FLAML's low-cost one when given
+    (``low_cost_partial_config``), a random point otherwise. Here no hyperparameter changes
+    what a trial costs of the budget (every trial trains all its epochs, and epochs are what
+    the budgets count), so there is no low-cost point to give (a smaller width or a bigger
+    batch is cheaper only in seconds). What a user who has a recipe gives CFO is that recipe
+    as ``points_to_evaluate`` (FLAML's AutoML passes its ``starting_points`` this way; CFO
+    starts its local search from the best of them): the start config is the study's first
+    trial, as in nntune's studies (the optuna method enqueues none).
+
+    Budget: no pruning, so trials run in order until their epochs reach ``budget_epochs``; the
+    evaluation function raises ``BudgetSpent`` before training a trial once they have, which
+    ends ``tune.run`` (the trials are recorded here as they finish, not read from FLAML's
+    analysis). A config nntune rejects (NntuneError) or a training without a finite value is a
+    failed trial, reported to FLAML as the worst value (inf for a minimized metric), as
+    FLAML's docs advise for a config that failed because it is bad."""
+    import warnings
+
+    with warnings.catch_warnings():  # "flaml.automl is not available": only tune is used
+        warnings.simplefilter("ignore")
+        from flaml import tune as flaml_tune
+        from flaml.tune.searcher.blendsearch import CFO
+
+    name = f"{task}-flaml-s{seed}"
+    base_dict = config_to_dict(check_components(validate_config(task_config(task, seed, name))))
+    base = validate_config(base_dict)
+    params = parse_space(default_space(base, str(TASKS[task]["data"]["task"])))
+    minimize = infer_mode(METRIC) == "min"
+    worst = math.inf if minimize else -math.inf
+    trials: list[TrialRecord] = []
+    started = time.time()
+
+    def objective(point: dict[str, Any]) -> dict[str, float]:
+        if sum(t.epochs for t in trials) >= budget_epochs:
+            raise BudgetSpent
+        number = len(trials)
+        out = folder / "trials" / f"{number:04d}"
+        value: float | None = None
+        try:
+            overrides = suggest(cast(optuna.Trial, FlamlPoint(point)), params, base, options_of)
+            config = trial_config(base_dict, overrides, f"{name}-trial{number:04d}")
+            result = nntune.train(config_to_dict(config), out=out, progress=False)
+            values = [v for v in result.history.values(METRIC) if v is not None]
+            values = [v for v in values if math.isfinite(v)]
+            if values:
+                value = float(min(values) if minimize else max(values))
+        except NntuneError:
+            pass
+        trials.append(
+            TrialRecord(
+                number=number,
+                state="fail" if value is None else "complete",
+                value=value,
+                epochs=run_epochs(str(out)) or 0,
+                end=time.time() - started,
+                run_dir=str(out) if out.exists() else None,
+            )
+        )
+        return {METRIC: worst if value is None else value}
+
+    space = flaml_space(params)
+    start = config_point(params, base_dict)
+    algorithm = CFO(
+        metric=METRIC,
+        mode="min" if minimize else "max",
+        space=space,
+        points_to_evaluate=[start] if start else None,
+        seed=seed,
+    )
+    try:
+        flaml_tune.run(
+            objective,
+            config=space,
+            metric=METRIC,
+            mode="min" if minimize else "max",
+            search_alg=algorithm,
+            num_samples=-1,
+            verbose=0,
+        )
+    except BudgetSpent:
+        pass
+    else:  # FLAML stopped by itself (100 suggestions in a row it could not make)
+        say(f"{name}: FLAML stopped after {sum(t.epochs for t in trials)} epochs")
+    seconds = time.time() - started
+    return StudyRecord(task, "flaml", seed, folder, trials, seconds)
 
 
 def drop_checkpoints(record: StudyRecord) -> None:
@@ -573,14 +736,6 @@ def commit() -> str | None:
     return done.stdout.strip() or None if done.returncode == 0 else None
 
 
-def flaml_reason() -> str:
-    try:
-        import flaml  # noqa: F401
-    except ImportError:
-        return "flaml is not installed"
-    return "flaml is installed, but this script has no driver for FLAML's CFO yet"
-
-
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--tasks", default=None, help=f"default: {','.join(TASKS)}")
@@ -626,12 +781,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
     started = time.time()
     load_before = os.getloadavg()[0]
-    torch.set_num_threads(1)  # the optuna method trains in this process
+    torch.set_num_threads(1)  # the optuna and flaml methods train in this process
     root = args.out / f"studies-{time.strftime('%Y%m%d-%H%M%S')}"
     say(f"study folders under {root}")
-    methods = [m for m in args.methods if m != "flaml"]
-    if "flaml" in args.methods:
-        emit({"kind": "skipped", "method": "flaml", "reason": flaml_reason()})
+    methods = list(args.methods)
+    if "flaml" in methods and not flaml_installed():
+        methods.remove("flaml")
+        reason = f"flaml is not installed: {sys.executable} -m {FLAML_PIP}"
+        emit({"kind": "skipped", "method": "flaml", "reason": reason})
     largest = args.budgets[-1]
     for task in args.tasks:
         epochs = int(TASKS[task]["train"]["epochs"])
@@ -657,6 +814,8 @@ def main(argv: Sequence[str] | None = None) -> None:
                 folder = root / task / f"{method}-s{seed}"
                 if method == "optuna":
                     record = run_optuna(task, seed, largest * epochs, folder)
+                elif method == "flaml":
+                    record = run_flaml(task, seed, largest * epochs, folder)
                 else:
                     record = run_nntune(task, method, seed, largest * epochs, folder)
                 if not args.keep_checkpoints:
