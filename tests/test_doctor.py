@@ -371,6 +371,39 @@ def test_repair_keeps_a_verified_remedy_and_writes_a_config_that_trains(
     assert retrained.val["accuracy"] > before
 
 
+def test_a_repair_no_better_than_predicting_the_mean_is_not_kept(tmp_path: Path) -> None:
+    """A diverged regression that trains after clipping, but 2 epochs of a [8] MLP leave it far
+    worse than predicting the training mean: it does not count as repaired."""
+    overrides = ["train.epochs=2", "train.batch_size=128", "model.hidden=[8]"]
+    report = doctor(EXAMPLES / "nan_loss.yaml", overrides, repair=True, out=tmp_path / "doc")
+    repair = report["repair"]
+    trivial = repair["trivial"]["val_rmse"]
+    assert 50 < trivial < 100  # diabetes' targets: ~77 around their mean
+    trained = [step for step in repair["tried"] if step.get("after") is not None]
+    assert trained, "a remedy made the run finite"
+    for step in trained:
+        assert step["after"] > trivial and step["beats_trivial"] is False
+        assert step["kept"] is False
+    assert repair["improved"] is False and repair["config"] is None
+
+
+def test_trivial_scores_are_the_majority_class_and_the_mean() -> None:
+    import numpy as np
+
+    from nntune.metrics import trivial_score
+
+    labels = np.array([0, 1, 1, 2, 1])
+    assert trivial_score("classification", labels, np.array([1, 1, 0, 2])) == 0.5
+    targets = np.array([[1.0], [3.0]])
+    assert trivial_score("regression", targets, np.array([[2.0], [4.0]])) == pytest.approx(
+        math.sqrt(2.0)
+    )
+    # no training targets (a user's Dataset): the evaluated part's own majority
+    assert trivial_score("classification", np.array([]), np.array([3, 3, 1])) == pytest.approx(
+        2 / 3
+    )
+
+
 def test_diagnosis_json_has_no_repair_block(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:

@@ -90,6 +90,22 @@ METRICS: dict[str, dict[str, MetricFn]] = {
 }
 
 
+def trivial_score(task: str, y_train: np.ndarray, y_eval: np.ndarray) -> float:
+    """The task's headline metric (accuracy; rmse) of a model that ignores its inputs: the
+    training part's most frequent class, or its mean (per output), predicted for every sample of
+    ``y_eval``. A run that does not beat it has learned nothing from the inputs. With no
+    training targets (a user's torch Dataset) the evaluated part's own majority or mean is used,
+    which is, if anything, a harder floor."""
+    if len(y_eval) == 0:
+        return math.nan
+    fitted_on = y_train if len(y_train) else y_eval
+    if task == "classification":
+        values, counts = np.unique(fitted_on, return_counts=True)
+        return _accuracy(y_eval, np.full(len(y_eval), values[np.argmax(counts)]))
+    mean = np.mean(fitted_on.astype(float), axis=0)
+    return _rmse(y_eval, np.broadcast_to(mean, y_eval.shape))
+
+
 def metric_names(task: str) -> list[str]:
     return list(METRICS[task])
 

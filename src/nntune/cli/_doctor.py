@@ -72,15 +72,17 @@ def report_lines(report: dict) -> list[str]:
                 lines.append(f"skipped  {step['kind']}: {step['remedy']}: {why}")
                 continue
             verdict = "kept" if step.get("kept") else "rejected"
+            trivial = "" if step.get("beats_trivial", True) else ", no better than a trivial model"
             lines.append(
                 f"tried    {step['kind']}: {step['remedy']} → {verdict} "
                 f"(before {step.get('before')}, after {step.get('after')}, "
-                f"problem gone: {step.get('problem_gone')})"
+                f"problem gone: {step.get('problem_gone')}{trivial})"
             )
         if repair["config"]:
             lines.append(f"repaired {repair['before']} → {repair['after']}: {repair['config']}")
         else:
             lines.append("repaired nothing verified; the config is unchanged")
+        lines.append(f"trivial  {repair['trivial']} (the majority class / the mean, predicted)")
     lines.append(f"result   {report['folder']}/doctor.json")
     lines.append(f"report   {report['folder']}/report.html")
     return lines

@@ -47,6 +47,8 @@ class Trial:
     kinds: set[str]
     score: float  # higher is better (a loss or error is negated)
     report: dict[str, Any] = field(default_factory=dict)
+    # the same metric of predicting the majority class / the mean (same orientation as score)
+    trivial: float = -math.inf
 
 
 def _score_key(task: str) -> tuple[str, str]:
@@ -68,13 +70,33 @@ def train_probed(config: Config, seed: int) -> Trial:
     report = trainer.doctor or {"healthy": True, "problems": [], "probe": {}}
     task = trainer.bundle.task if trainer.bundle is not None else "classification"
     metric, direction = _score_key(task)
-    value = (summary or {}).get("val") or (summary or {}).get("test") or {}
+    bundle = trainer.bundle
+    split = "val" if bundle is None or bundle.y_val is not None else "test"
+    value = (summary or {}).get(split) or {}
     raw = value.get(metric) if isinstance(value, dict) else None
     score = -math.inf
     if isinstance(raw, (int, float)) and math.isfinite(raw):
         score = float(raw) if direction == "max" else -float(raw)
-    report["score"] = {"metric": f"val_{metric}", "value": raw}
-    return Trial(seed, {p["kind"] for p in report["problems"]}, score, report)
+    trivial_raw = _trivial(bundle, split)
+    trivial = -math.inf
+    if math.isfinite(trivial_raw):
+        trivial = trivial_raw if direction == "max" else -trivial_raw
+    report["score"] = {"metric": f"val_{metric}", "value": raw, "trivial": _finite(trivial_raw)}
+    return Trial(seed, {p["kind"] for p in report["problems"]}, score, report, trivial)
+
+
+def _trivial(bundle: Any, split: str) -> float:
+    """The headline metric of predicting the majority class / the mean on ``split``."""
+    from nntune.metrics import trivial_score
+
+    y_eval = getattr(bundle, f"y_{split}", None) if bundle is not None else None
+    if y_eval is None:
+        return math.nan
+    return trivial_score(bundle.task, bundle.y_train.numpy(), y_eval.numpy())
+
+
+def _finite(value: float) -> float | None:
+    return round(value, 6) if math.isfinite(value) else None
 
 
 def _mean(trials: Sequence[Trial]) -> float:
@@ -240,6 +262,10 @@ def verified_repair(
             kept = gone and gain > margin and math.isfinite(_mean(new))
             if not math.isfinite(_mean(runs)) and math.isfinite(_mean(new)) and gone:
                 kept = True  # the run diverged before and trains now
+            # and it must have learned something from the inputs: a repaired run no better
+            # than predicting the majority class / the mean is not a repair
+            learned = _mean(new) > probe_run.trivial
+            kept = kept and learned
             tried.append(
                 {
                     "kind": kind,
@@ -249,6 +275,7 @@ def verified_repair(
                     "before": _shown(_mean(runs), metric),
                     "after": _shown(_mean(new), metric),
                     "margin": round(margin, 6),
+                    "beats_trivial": learned,
                     "kept": kept,
                 }
             )
@@ -262,6 +289,7 @@ def verified_repair(
         "seeds": seeds,
         "before": {metric: _shown(_mean(before), metric)},
         "after": {metric: _shown(_mean(runs), metric)},
+        "trivial": {metric: _shown(probe_run.trivial, metric)},
         "improved": bool(applied),
         "config": None,
         "remaining": sorted(set().union(*(r.kinds for r in runs))),
