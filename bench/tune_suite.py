@@ -138,7 +138,15 @@ from nntune.train.build import check_components
 
 ROOT = Path(__file__).resolve().parents[1]
 METRIC = "val_loss"  # search.metric's default: what a user's study optimizes
-METHODS = ("nntune", "random", "optuna", "flaml")
+METHODS = ("nntune", "random", "optuna", "flaml", "nntune-tpe", "nntune-gp")
+DEFAULT_METHODS = METHODS[:4]
+# nntune's own tuner with other options (candidates for its defaults; not in a default run)
+VARIANTS: dict[str, dict[str, Any]] = {
+    "nntune": {},
+    "random": {"sampler": "random", "pruner": "none"},
+    "nntune-tpe": {"pruner": "none"},
+    "nntune-gp": {"sampler": "gp", "pruner": "none"},
+}
 STATES = optuna.trial.TrialState
 
 
@@ -288,7 +296,7 @@ def run_nntune(task: str, method: str, seed: int, budget_epochs: int, folder: Pa
     """A study by nntune's own tuner: the default (``nntune``) or random search without pruning
     (``random``), stopped once ``budget_epochs`` are spent."""
     name = f"{task}-{method}-s{seed}"
-    choices: dict[str, Any] = {} if method == "nntune" else {"sampler": "random", "pruner": "none"}
+    choices = VARIANTS[method]
     epochs = int(TASKS[task]["train"]["epochs"])
     # a ceiling the budget reaches first (a trial that trains trains at least one epoch; the
     # slack is for trials that fail before training), unless the hook below stopped working
@@ -739,7 +747,7 @@ def commit() -> str | None:
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--tasks", default=None, help=f"default: {','.join(TASKS)}")
-    parser.add_argument("--methods", default=None, help=f"default: {','.join(METHODS)}")
+    parser.add_argument("--methods", default=None, help=f"default: {','.join(DEFAULT_METHODS)}")
     parser.add_argument(
         "--budgets", default=None, help="full-training equivalents; default 10,20,50"
     )
@@ -754,7 +762,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     quick = {"tasks": "wine", "methods": "nntune,random", "budgets": "3", "seeds": 1}
     full = {
         "tasks": ",".join(TASKS),
-        "methods": ",".join(METHODS),
+        "methods": ",".join(DEFAULT_METHODS),
         "budgets": "10,20,50",
         "seeds": 10,
     }

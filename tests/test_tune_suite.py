@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 STUDY = {"task", "method", "seed", "budget", "val_best", "regret", "test_mean", "seconds"}
 SUMMARY = {
@@ -41,3 +43,18 @@ def test_quick_run_prints_the_documented_lines(tmp_path: Path) -> None:
         assert 0.0 <= line["start_test_mean"] <= 1.0 and line["seeds"] == 1
     random = next(s for s in summaries if s["method"] == "random")
     assert random["regret_scale"] != "random" or random["median_regret"] == 1.0
+
+    # the merged table (bench/tune_suite_table.py) of this run rescales to the same regrets
+    (tmp_path / "run.jsonl").write_text(done.stdout)
+    table = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "tune_suite_table.py"), str(tmp_path / "run.jsonl")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert table.returncode == 0, table.stderr[-3000:]
+    rows = {(r["method"], r["budget"]): r for r in map(json.loads, table.stdout.splitlines())}
+    for summary in summaries:
+        row = rows[(summary["method"], summary["budget"])]
+        assert row["median_regret"] == pytest.approx(summary["median_regret"], abs=1e-3)
+        assert row["test_mean"] == pytest.approx(summary["test_mean"], abs=1e-4)
