@@ -29,6 +29,8 @@ seed), all optimizing the default search metric ``val_loss`` (``search.metric``'
   trial a ``nntune.train(config_dict, out=..., progress=False)`` whose value is the best
   epoch's ``val_loss`` (the value an nntune trial gets); a config nntune rejects is a failed
   trial (``catch=(NntuneError,)``) as in nntune's studies; no start config is enqueued;
+- ``nntune-tpe``, ``nntune-gp`` (only when named in ``--methods``): nntune's tuner with
+  ``pruner="none"``, and with ``sampler="gp", pruner="none"``: candidates for its defaults;
 - ``flaml``: FLAML's CFO (``flaml.tune.run`` with ``search_alg=CFO(seed=seed, ...)``, flaml
   2.8.0, an optional bench-only install: ``pip install --no-deps flaml==2.8.0``, as ``make
   bench`` does) on the same space (nntune's kinds as ``flaml.tune`` domains, each point turned
@@ -82,6 +84,9 @@ Lines (stdout, one JSON object each, ``"bench": "tune_suite"``), per task in ord
   ``test_values``, ``start_test_mean``, ``start_test_std``, ``seconds`` (median),
   ``seconds_values``, ``trials_mean``, ``pruned_mean``, ``epochs_mean``;
 - ``kind: "skipped"``: ``method``, ``reason`` (flaml, when it is not installed);
+- ``kind: "timeout"``, one per ``--timeouts`` S (default 15 and 60; none with ``--quick``):
+  ``nntune tune`` run as a command with ``--timeout S`` on the last task's start config:
+  ``wall`` (seconds, process start to exit, torch's import included) and ``over`` (wall - S);
 - ``kind: "total"`` last: ``seconds`` (the whole run), ``tasks``, ``methods``, ``budgets``,
   ``seeds``, ``retrain_seeds``, ``out``, ``commit`` (``git describe --always --dirty``),
   ``load_average_1min`` (before, after: other work on the machine slows the trainings).
@@ -290,6 +295,28 @@ def task_config(task: str, seed: int, name: str) -> dict[str, Any]:
     config = copy.deepcopy(TASKS[task])
     config.update(seed=seed, name=name)
     return config
+
+
+def timeout_check(task: str, seconds: int, folder: Path) -> dict[str, Any]:
+    """``nntune tune cfg --timeout S`` as a user runs it (the ``nntune`` command, a process of
+    its own, torch's import included) on the task's start config: its wall clock against S."""
+    folder.mkdir(parents=True, exist_ok=True)
+    config = folder / f"{task}-{seconds}.yaml"
+    config.write_text(yaml.safe_dump(task_config(task, 0, f"{task}-timeout-{seconds}")))
+    command = [sys.executable, "-m", "nntune", "tune", str(config), "--timeout", str(seconds)]
+    command += ["--out", str(folder / f"{task}-{seconds}"), "--quiet"]
+    began = time.time()
+    done = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 600)
+    wall = time.time() - began
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} failed: {done.stderr[-2000:]}")
+    return {
+        "kind": "timeout",
+        "task": task,
+        "timeout": seconds,
+        "wall": round(wall, 2),
+        "over": round(wall - seconds, 2),
+    }
 
 
 def run_nntune(task: str, method: str, seed: int, budget_epochs: int, folder: Path) -> StudyRecord:
@@ -753,18 +780,28 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--seeds", type=int, default=None, help="studies per method; default 10")
     parser.add_argument("--retrain-seeds", type=int, default=3)
+    parser.add_argument(
+        "--timeouts", default=None, help="nntune tune --timeout S wall-clock checks; default 15,60"
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "tune-suite")
     parser.add_argument("--keep-checkpoints", action="store_true")
     parser.add_argument(
         "--quick", action="store_true", help="smoke run: wine, 1 seed, budget 3, nntune,random"
     )
     args = parser.parse_args(argv)
-    quick = {"tasks": "wine", "methods": "nntune,random", "budgets": "3", "seeds": 1}
+    quick = {
+        "tasks": "wine",
+        "methods": "nntune,random",
+        "budgets": "3",
+        "seeds": 1,
+        "timeouts": "",
+    }
     full = {
         "tasks": ",".join(TASKS),
         "methods": ",".join(DEFAULT_METHODS),
         "budgets": "10,20,50",
         "seeds": 10,
+        "timeouts": "15,60",
     }
     for key, value in (quick if args.quick else full).items():
         if getattr(args, key) is None:
@@ -772,6 +809,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     args.tasks = args.tasks.split(",")
     args.methods = args.methods.split(",")
     args.budgets = sorted({int(b) for b in args.budgets.split(",")})
+    args.timeouts = [int(t) for t in args.timeouts.split(",") if t]
     unknown = [t for t in args.tasks if t not in TASKS] + [
         m for m in args.methods if m not in METHODS
     ]
@@ -838,6 +876,8 @@ def main(argv: Sequence[str] | None = None) -> None:
                 studies.append(record)
         table, norms = score_task(task, studies, args.budgets, retrain, start_val)
         report_task(task, table, norms, retrain, start_tests)
+    for seconds in args.timeouts:
+        emit(timeout_check(args.tasks[-1], seconds, root / "timeout"))
     emit(
         {
             "kind": "total",

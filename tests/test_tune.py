@@ -481,3 +481,18 @@ def test_ctrl_c_in_a_worker_waits_for_a_safe_point() -> None:
             assert not interrupt.requested
     finally:
         signal.signal(signal.SIGINT, outer)
+
+
+def test_the_command_s_timeout_clock_starts_with_its_process() -> None:
+    """`nntune tune --timeout S` counts from the process's start (torch's import included), read
+    from the OS: a child's start lies between the moment before it was spawned and its answer
+    (btime has whole-second resolution, hence the second of slack)."""
+    import subprocess
+    import sys
+
+    code = "import time; from nntune.cli._app import process_started as p; print(p(), time.time())"
+    before = time.time()
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    started, answered = (float(v) for v in done.stdout.split())
+    assert before - 1.0 <= started <= answered

@@ -6,6 +6,8 @@ stderr and no traceback; 1 anything else (with the traceback, it is a bug); 130 
 
 from __future__ import annotations
 
+import os
+import time
 import traceback
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
@@ -32,6 +34,25 @@ TRUST_CODE_HELP = (
     "import the user code the run folder names (models.py:Net...), from the folder's own code/ "
     "copies; without it such a run is refused: a run folder may come from someone else"
 )
+
+
+def process_started() -> float | None:
+    """When this process started (seconds since the epoch), or None where the OS does not say:
+    a command's wall-clock budget (``tune --timeout``) then includes the seconds spent importing
+    torch and the rest, which a user's stopwatch counts too. Linux's /proc only: psutil, which
+    would read it everywhere, is not a dependency for this one number."""
+    try:
+        with open("/proc/self/stat") as stat:
+            # the 22nd field, after the parenthesized command name: clock ticks since boot
+            ticks = int(stat.read().rsplit(")", 1)[1].split()[19])
+        with open("/proc/stat") as system:
+            boot = next(int(line.split()[1]) for line in system if line.startswith("btime "))
+        started = boot + ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, StopIteration):
+        return None
+    # btime has whole-second resolution: never a start in the future or before an hour ago
+    now = time.time()
+    return started if now - 3600 < started <= now else None
 
 
 def trust_code_option() -> bool:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from nntune.cli._app import app, stderr, stdout
+from nntune.cli._app import app, process_started, stderr, stdout
 
 
 @app.command("tune")
@@ -61,6 +61,7 @@ def tune_command(
         out=out,
         retrain_best=retrain_best,
         quiet=quiet or json_out,
+        started=process_started(),
     )
     try:
         result = tune(config, set_, options)

@@ -83,6 +83,9 @@ class TuneOptions:
     runs_root: Path = Path("runs")
     retrain_best: int = 0
     quiet: bool = False
+    # when the timeout's clock started (time.time()); None: when tune() is called. The CLI
+    # passes its process's start, so --timeout S is the command's own wall clock
+    started: float | None = None
 
     def __post_init__(self) -> None:  # paths given as strings from Python
         self.out = Path(self.out) if self.out is not None else None
@@ -239,8 +242,8 @@ def tune(
     ``<study folder>/summary.json``). Other keyword arguments are :class:`TuneOptions` fields;
     ``model``, ``data``, ``loss``, ``metrics``: your own objects given in Python (see
     :mod:`nntune.train.objects`); they live in this process, so the study runs one worker."""
-    started = time.time()
     options = options or TuneOptions(**kwargs)
+    started = options.started or time.time()
     _check_options(options)
     base = with_objects(config, overrides, model=model, data=data, loss=loss, metrics=metrics)
     if names_objects(base) and options.workers > 1:
