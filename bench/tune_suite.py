@@ -31,6 +31,7 @@ seed), all optimizing the default search metric ``val_loss`` (``search.metric``'
   trial (``catch=(NntuneError,)``) as in nntune's studies; no start config is enqueued;
 - ``nntune-tpe``, ``nntune-gp`` (only when named in ``--methods``): nntune's tuner with
   ``pruner="none"``, and with ``sampler="gp", pruner="none"``: candidates for its defaults;
+  ``nntune-gp4``: ``nntune-gp`` with 4 random start-up trials instead of Optuna's 10;
 - ``flaml``: FLAML's CFO (``flaml.tune.run`` with ``search_alg=CFO(seed=seed, ...)``, flaml
   2.8.0, an optional bench-only install: ``pip install --no-deps flaml==2.8.0``, as ``make
   bench`` does) on the same space (nntune's kinds as ``flaml.tune`` domains, each point turned
@@ -111,7 +112,9 @@ the flaml method ran studies (they cost about what the optuna method's do).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
+import functools
 import importlib.util
 import json
 import math
@@ -143,7 +146,7 @@ from nntune.train.build import check_components
 
 ROOT = Path(__file__).resolve().parents[1]
 METRIC = "val_loss"  # search.metric's default: what a user's study optimizes
-METHODS = ("nntune", "random", "optuna", "flaml", "nntune-tpe", "nntune-gp")
+METHODS = ("nntune", "random", "optuna", "flaml", "nntune-tpe", "nntune-gp", "nntune-gp4")
 DEFAULT_METHODS = METHODS[:4]
 # nntune's own tuner with other options (candidates for its defaults; not in a default run)
 VARIANTS: dict[str, dict[str, Any]] = {
@@ -151,7 +154,10 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "random": {"sampler": "random", "pruner": "none"},
     "nntune-tpe": {"pruner": "none"},
     "nntune-gp": {"sampler": "gp", "pruner": "none"},
+    "nntune-gp4": {"sampler": "gp", "pruner": "none"},
 }
+# random start-up trials of a variant's model-based sampler (Optuna's default: 10)
+STARTUP: dict[str, int] = {"nntune-gp4": 4}
 STATES = optuna.trial.TrialState
 
 
@@ -332,7 +338,11 @@ def run_nntune(task: str, method: str, seed: int, budget_epochs: int, folder: Pa
     ledger = EpochLedger(budget_epochs)
     counted = ledger.counting(study_module.counted_trials)
     started = time.time()
-    with mock.patch.object(study_module, "counted_trials", counted):
+    samplers = contextlib.nullcontext()
+    if method in STARTUP:  # a bench-only variant: nntune's sampler with fewer start-up trials
+        gp = functools.partial(optuna.samplers.GPSampler, n_startup_trials=STARTUP[method])
+        samplers = mock.patch.object(optuna.samplers, "GPSampler", gp)
+    with mock.patch.object(study_module, "counted_trials", counted), samplers:
         tune(task_config(task, seed, name), options=options)
     seconds = time.time() - started
     storage = make_storage(f"journal:{(folder / 'study.journal').resolve()}")
