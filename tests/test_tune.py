@@ -496,3 +496,35 @@ def test_the_command_s_timeout_clock_starts_with_its_process() -> None:
     assert done.returncode == 0, done.stderr
     started, answered = (float(v) for v in done.stdout.split())
     assert before - 1.0 <= started <= answered
+
+
+@pytest.mark.parametrize("sampler", ["gp", "random"])
+def test_a_gp_study_is_told_that_a_diverged_trial_was_bad(in_tmp: Path, sampler: str) -> None:
+    """GPSampler fits complete trials only: a diverged trial is told as complete with the worst
+    value seen (so it stops proposing the same diverging point); other samplers keep it failed."""
+    config = {
+        "name": "diverge",
+        "seed": 0,
+        "data": {"dataset": "diabetes", "preprocess": ["standardize"]},
+        "model": {"arch": "mlp", "hidden": [16]},
+        "optimizer": {"name": "sgd", "lr": 0.001},
+        "train": {"epochs": 3, "batch_size": 32, "threads": 1},
+        # lr 1.0 on diabetes' raw targets overflows within the first epoch (examples/doctor)
+        "search": {"space": {"optimizer.lr": {"choice": [0.001, 0.003, 1.0]}}},
+    }
+    tune(config, trials=8, sampler=sampler, pruner="none", quiet=True)
+    trials = load(Path("runs/diverge"), "diverge").trials
+    diverged = [t for t in trials if t.params.get("optimizer.lr") == 1.0]
+    assert diverged, "the space's diverging lr was never drawn"
+    assert all(t.user_attrs.get("diverged") for t in diverged)
+    for trial in diverged:
+        if sampler == "gp":  # trial 0 (the config's lr 0.001) completed before any of them
+            earlier = [
+                t.value
+                for t in trials[: trial.number]
+                if t.state == optuna.trial.TrialState.COMPLETE and "penalized" not in t.user_attrs
+            ]
+            assert trial.state == optuna.trial.TrialState.COMPLETE
+            assert "penalized" in trial.user_attrs and trial.value == max(earlier)
+        else:
+            assert trial.state == optuna.trial.TrialState.FAIL and trial.value is None
