@@ -22,7 +22,6 @@ trains the final model again.
 
 from __future__ import annotations
 
-import json
 import math
 import re
 import statistics
@@ -400,11 +399,10 @@ class Auto:
             "train": {**config["train"], "epochs": TIMING_EPOCHS, "early_stopping": None},
         }
         started = time.monotonic()
-        nntune.train(timed, out=out, progress=False)
+        result = nntune.train(timed, out=out, progress=False)
         wall = time.monotonic() - started
-        rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-        # each record's seconds: the run's training time up to the end of that epoch
-        seconds = [float(row["seconds"]) for row in rows if row.get("seconds") is not None]
+        # each epoch's seconds: the run's training time up to the end of that epoch
+        seconds = [float(v) for v in result.history.values("seconds") if v is not None]
         if not seconds:
             return wall / TIMING_EPOCHS, RUN_OVERHEAD
         if len(seconds) > 1:  # after the first epoch, which warms up

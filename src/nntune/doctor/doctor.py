@@ -68,9 +68,8 @@ def train_probed(config: Config, seed: int) -> Trial:
     with contextlib.suppress(TrainingError):  # a diverged run: the doctor's findings say why
         summary = trainer.fit().summary
     report = trainer.doctor or {"healthy": True, "problems": [], "probe": {}}
-    task = trainer.bundle.task if trainer.bundle is not None else "classification"
-    metric, direction = _score_key(task)
     bundle = trainer.bundle
+    metric, direction = _score_key(bundle.task if bundle is not None else "classification")
     split = "val" if bundle is None or bundle.y_val is not None else "test"
     value = (summary or {}).get(split) or {}
     raw = value.get(metric) if isinstance(value, dict) else None
