@@ -20,7 +20,9 @@ Methods, each a fresh study per seed (``seed`` = the study's seed and the trials
 seed), all optimizing the default search metric ``val_loss`` (``search.metric``'s default):
 
 - ``nntune``: ``nntune.search.tune(config)`` with no options: what a user gets with no flags
-  (TPE, ASHA pruning, the start config enqueued as the first trial);
+  (``--sampler auto --pruner auto``: on these flat spaces Optuna's GPSampler with 4 random
+  start-up trials and no pruning, see ``nntune.search.choice``; the start config enqueued as the
+  first trial);
 - ``random``: the same with ``sampler="random", pruner="none"``
   (``nntune tune --sampler random --pruner none``; the start config is its first trial too);
 - ``optuna``: Optuna used directly with its defaults: ``optuna.create_study`` with its default
@@ -29,9 +31,10 @@ seed), all optimizing the default search metric ``val_loss`` (``search.metric``'
   trial a ``nntune.train(config_dict, out=..., progress=False)`` whose value is the best
   epoch's ``val_loss`` (the value an nntune trial gets); a config nntune rejects is a failed
   trial (``catch=(NntuneError,)``) as in nntune's studies; no start config is enqueued;
-- ``nntune-tpe``, ``nntune-gp`` (only when named in ``--methods``): nntune's tuner with
-  ``pruner="none"``, and with ``sampler="gp", pruner="none"``: candidates for its defaults;
-  ``nntune-gp4``: ``nntune-gp`` with 4 random start-up trials instead of Optuna's 10;
+- ``nntune-tpe-asha``, ``nntune-tpe``, ``nntune-gp`` (only when named in ``--methods``):
+  nntune's tuner with ``sampler="tpe", pruner="asha"`` (its default before ``auto``), with
+  ``sampler="tpe", pruner="none"``, and with ``sampler="gp", pruner="none"`` (a named ``gp``
+  keeps Optuna's 10 random start-up trials);
 - ``flaml``: FLAML's CFO (``flaml.tune.run`` with ``search_alg=CFO(seed=seed, ...)``, flaml
   2.8.0, an optional bench-only install: ``pip install --no-deps flaml==2.8.0``, as ``make
   bench`` does) on the same space (nntune's kinds as ``flaml.tune`` domains, each point turned
@@ -112,9 +115,7 @@ the flaml method ran studies (they cost about what the optuna method's do).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import copy
-import functools
 import importlib.util
 import json
 import math
@@ -146,18 +147,16 @@ from nntune.train.build import check_components
 
 ROOT = Path(__file__).resolve().parents[1]
 METRIC = "val_loss"  # search.metric's default: what a user's study optimizes
-METHODS = ("nntune", "random", "optuna", "flaml", "nntune-tpe", "nntune-gp", "nntune-gp4")
+METHODS = ("nntune", "random", "optuna", "flaml", "nntune-tpe-asha", "nntune-tpe", "nntune-gp")
 DEFAULT_METHODS = METHODS[:4]
 # nntune's own tuner with other options (candidates for its defaults; not in a default run)
 VARIANTS: dict[str, dict[str, Any]] = {
     "nntune": {},
     "random": {"sampler": "random", "pruner": "none"},
-    "nntune-tpe": {"pruner": "none"},
-    "nntune-gp": {"sampler": "gp", "pruner": "none"},
-    "nntune-gp4": {"sampler": "gp", "pruner": "none"},
+    "nntune-tpe-asha": {"sampler": "tpe", "pruner": "asha"},  # the default until 2026-12-06
+    "nntune-tpe": {"sampler": "tpe", "pruner": "none"},
+    "nntune-gp": {"sampler": "gp", "pruner": "none"},  # Optuna's 10 random start-up trials
 }
-# random start-up trials of a variant's model-based sampler (Optuna's default: 10)
-STARTUP: dict[str, int] = {"nntune-gp4": 4}
 STATES = optuna.trial.TrialState
 
 
@@ -338,11 +337,7 @@ def run_nntune(task: str, method: str, seed: int, budget_epochs: int, folder: Pa
     ledger = EpochLedger(budget_epochs)
     counted = ledger.counting(study_module.counted_trials)
     started = time.time()
-    samplers = contextlib.nullcontext()
-    if method in STARTUP:  # a bench-only variant: nntune's sampler with fewer start-up trials
-        gp = functools.partial(optuna.samplers.GPSampler, n_startup_trials=STARTUP[method])
-        samplers = mock.patch.object(optuna.samplers, "GPSampler", gp)
-    with mock.patch.object(study_module, "counted_trials", counted), samplers:
+    with mock.patch.object(study_module, "counted_trials", counted):
         tune(task_config(task, seed, name), options=options)
     seconds = time.time() - started
     storage = make_storage(f"journal:{(folder / 'study.journal').resolve()}")

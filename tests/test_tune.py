@@ -528,3 +528,59 @@ def test_a_gp_study_is_told_that_a_diverged_trial_was_bad(in_tmp: Path, sampler:
             assert "penalized" in trial.user_attrs and trial.value == max(earlier)
         else:
             assert trial.state == optuna.trial.TrialState.FAIL and trial.value is None
+
+
+def _choice(space: dict, **kwargs: Any) -> Any:
+    from nntune.search.choice import choose_search
+    from nntune.search.space import parse_space
+    from nntune.search.study import options_of
+
+    base = {"optimizer": {"name": "adam", "lr": 0.01}, "schedule": "constant"}
+    options = {"workers": 1, "objectives": 1, **kwargs}
+    sampler, pruner = options.pop("sampler", "auto"), options.pop("pruner", "auto")
+    return choose_search(sampler, pruner, parse_space(space), base, options_of, **options)
+
+
+def test_the_default_search_is_gp_on_a_flat_space_and_tpe_where_gp_does_not_fit() -> None:
+    flat = _choice(SPACE)
+    assert (flat.sampler, flat.pruner, flat.gp_startup, flat.gp_until) == ("gp", "none", 4, 200)
+    # adam takes no momentum: optimizer.momentum is sampled in some trials only
+    conditional = _choice({**SPACE, "optimizer.momentum": {"uniform": [0.5, 0.9]}})
+    assert (conditional.sampler, conditional.pruner) == ("tpe", "asha")
+    assert "optimizer.momentum" in conditional.reason and "adam" in conditional.reason
+    when = _choice(
+        {**SPACE, "model.dropout": {"uniform": [0, 0.5], "when": {"optimizer.name": ["adam"]}}}
+    )
+    assert when.sampler == "tpe" and "when" in when.reason
+    assert _choice(SPACE, workers=2).sampler == "tpe"
+    assert _choice(SPACE, objectives=2).sampler == "tpe"
+    # named samplers are kept; the pruner's auto follows them
+    assert (_choice(SPACE, sampler="gp").pruner, _choice(SPACE, sampler="tpe").pruner) == (
+        "none",
+        "asha",
+    )
+    assert _choice(SPACE, pruner="median").pruner == "median"
+
+
+def test_a_gp_study_goes_on_with_tpe_after_its_complete_trials() -> None:
+    from nntune.search.space import parse_space
+    from nntune.search.study import make_sampler
+
+    params = parse_space({"x": {"uniform": [-2.0, 2.0]}})
+    sampler = make_sampler("gp", params, seed=0, workers=1, multi=False, gp_startup=2, gp_until=5)
+    study = optuna.create_study(sampler=sampler)
+    study.enqueue_trial({"x": 1.5})
+    study.optimize(lambda t: (t.suggest_float("x", -2.0, 2.0) - 0.3) ** 2, n_trials=9)
+    picked = [t.system_attrs["sampler"] for t in study.trials]
+    assert picked == ["gp"] * 5 + ["tpe"] * 4
+    assert study.best_value < 0.1  # the GP part found the bowl
+
+
+def test_a_default_study_records_what_auto_chose(in_tmp: Path, tiny: dict) -> None:
+    result = tune(tiny_study_config(tiny), trials=5, quiet=True)
+    summary = result.summary
+    assert (summary["sampler"], summary["pruner"]) == ("gp", "none")
+    assert summary["search_choice"].startswith("auto: gp (4 random start-up trials")
+    assert result.n_complete == 5 and result.n_pruned == 0
+    frame = (Path("runs/tiny") / "trials.csv").read_text().splitlines()
+    assert "system_attrs_sampler" in frame[0]

@@ -24,8 +24,16 @@ def tune_command(
     timeout: float | None = typer.Option(
         None, "--timeout", help="wall-clock budget in seconds; running trials stop at it"
     ),
-    sampler: str = typer.Option("tpe", "--sampler", help="tpe | random | grid | gp | cmaes"),
-    pruner: str = typer.Option("asha", "--pruner", help="asha | hyperband | median | none"),
+    sampler: str = typer.Option(
+        "auto",
+        "--sampler",
+        help="auto | tpe | random | grid | gp | cmaes (auto: gp on a flat space, else tpe)",
+    ),
+    pruner: str = typer.Option(
+        "auto",
+        "--pruner",
+        help="auto | asha | hyperband | median | none (auto: none with gp, else asha)",
+    ),
     storage: str | None = typer.Option(
         None,
         "--storage",

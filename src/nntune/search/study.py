@@ -40,8 +40,8 @@ from nntune.search.space import Param, grid_space, suggest
 from nntune.train.build import REGISTRIES
 from nntune.train.callbacks.base import Callback, Decision, Stop, TrainState
 
-SAMPLERS = ("tpe", "random", "grid", "gp", "cmaes")
-PRUNERS = ("asha", "hyperband", "median", "none")
+SAMPLERS = ("auto", "tpe", "random", "grid", "gp", "cmaes")
+PRUNERS = ("auto", "asha", "hyperband", "median", "none")
 # objectives that are not logged metrics but properties of the run
 RUN_OBJECTIVES = {"parameters": "minimize", "seconds": "minimize"}
 HEARTBEAT_SECONDS = 10.0
@@ -70,6 +70,9 @@ class Job:
     threads: int = 1
     quiet: bool = False
     grid_size: int | None = None
+    gp_startup: int = 10  # GPSampler's random start-up trials (search/choice.py)
+    gp_until: int | None = None  # complete trials after which a gp study goes on with TPE
+    choice: str = "as given"  # why this sampler and pruner (search/choice.py)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -139,22 +142,96 @@ class _GridSampler(optuna.samplers.GridSampler):
         pass
 
 
-def make_sampler(name: str, params: list[Param], seed: int, workers: int, multi: bool) -> Any:
+class _GPThenTPESampler(optuna.samplers.BaseSampler):
+    """GPSampler while the study holds fewer than ``until`` complete trials, TPE after (see
+    search/choice.py). Each trial keeps the sampler picked when it started, so its relative and
+    independent samples come from one model."""
+
+    def __init__(self, gp: Any, tpe: Any, until: int) -> None:
+        self._gp, self._tpe, self._until = gp, tpe, until
+        self._picked: dict[int, Any] = {}
+
+    def _for(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> Any:
+        if trial.number not in self._picked:
+            complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+            picked = self._gp if len(complete) < self._until else self._tpe
+            self._picked[trial.number] = picked
+            # which model proposed the trial: trials.csv's system_attrs_sampler column
+            name = "gp" if picked is self._gp else "tpe"
+            study._storage.set_trial_system_attr(trial._trial_id, "sampler", name)
+        return self._picked[trial.number]
+
+    def infer_relative_search_space(
+        self, study: optuna.Study, trial: optuna.trial.FrozenTrial
+    ) -> dict[str, Any]:
+        return self._for(study, trial).infer_relative_search_space(study, trial)
+
+    def sample_relative(
+        self, study: optuna.Study, trial: optuna.trial.FrozenTrial, search_space: dict[str, Any]
+    ) -> dict[str, Any]:
+        return self._for(study, trial).sample_relative(study, trial, search_space)
+
+    def sample_independent(
+        self,
+        study: optuna.Study,
+        trial: optuna.trial.FrozenTrial,
+        param_name: str,
+        param_distribution: Any,
+    ) -> Any:
+        return self._for(study, trial).sample_independent(
+            study, trial, param_name, param_distribution
+        )
+
+    def before_trial(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        self._for(study, trial).before_trial(study, trial)
+
+    def after_trial(
+        self,
+        study: optuna.Study,
+        trial: optuna.trial.FrozenTrial,
+        state: optuna.trial.TrialState,
+        values: Sequence[float] | None,
+    ) -> None:
+        self._for(study, trial).after_trial(study, trial, state, values)
+        self._picked.pop(trial.number, None)
+
+    def reseed_rng(self) -> None:
+        self._gp.reseed_rng()
+        self._tpe.reseed_rng()
+
+
+def _tpe(seed: int, workers: int) -> Any:
+    with warnings.catch_warnings():
+        # group=True (conditional spaces) is marked experimental; it is what makes per-choice
+        # options work, and a warning on every run says nothing to act on
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.samplers.TPESampler(
+            multivariate=True, group=True, seed=seed, constant_liar=workers > 1
+        )
+
+
+def make_sampler(
+    name: str,
+    params: list[Param],
+    seed: int,
+    workers: int,
+    multi: bool,
+    gp_startup: int = 10,
+    gp_until: int | None = None,
+) -> Any:
+    """The Optuna sampler of a concrete name (``auto`` is resolved by search/choice.py first)."""
     samplers = optuna.samplers
     if name == "tpe":
-        with warnings.catch_warnings():
-            # group=True (conditional spaces) is marked experimental; it is what makes
-            # per-choice options work, and a warning on every run says nothing to act on
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return samplers.TPESampler(
-                multivariate=True, group=True, seed=seed, constant_liar=workers > 1
-            )
+        return _tpe(seed, workers)
     if name == "random":
         return samplers.RandomSampler(seed=seed)
     if name == "grid":
         return _GridSampler(grid_space(params), seed=seed)
     if name == "gp":
-        return samplers.GPSampler(seed=seed, warn_independent_sampling=False)
+        gp = samplers.GPSampler(
+            seed=seed, n_startup_trials=gp_startup, warn_independent_sampling=False
+        )
+        return gp if gp_until is None else _GPThenTPESampler(gp, _tpe(seed, workers), gp_until)
     if name == "cmaes":
         if multi:
             raise ConfigError("--sampler cmaes optimizes one objective; use tpe, random or grid")
@@ -180,7 +257,15 @@ def make_pruner(name: str, epochs: int) -> optuna.pruners.BasePruner:
 
 def open_study(job: Job, params: list[Param]) -> optuna.Study:
     multi = len(job.objectives) > 1
-    sampler = make_sampler(job.sampler, params, job.seed + job.worker, job.workers, multi)
+    sampler = make_sampler(
+        job.sampler,
+        params,
+        job.seed + job.worker,
+        job.workers,
+        multi,
+        gp_startup=job.gp_startup,
+        gp_until=job.gp_until,
+    )
     epochs = int(job.config.get("train", {}).get("epochs", 20))
     pruner = make_pruner("none" if multi else job.pruner, epochs)
     return optuna.create_study(

@@ -39,6 +39,7 @@ from nntune.config import (
 from nntune.errors import ConfigError, NntuneError
 from nntune.records import StudyResult
 from nntune.report import report_after
+from nntune.search.choice import choose_search, component_name
 from nntune.search.space import (
     candidate_names,
     component_of,
@@ -74,8 +75,8 @@ STATES = optuna.trial.TrialState
 class TuneOptions:
     trials: int | None = None
     timeout: float | None = None
-    sampler: str = "tpe"
-    pruner: str = "asha"
+    sampler: str = "auto"  # search/choice.py: GP on flat spaces, else TPE
+    pruner: str = "auto"
     storage: str | None = None
     study: str | None = None
     workers: int = 1
@@ -148,7 +149,7 @@ def plan_study(
         if located is not None and located[1] != "name":
             # an option of a component: some component the study may pick must take it
             component, option = located
-            current = _component_name(base, component)
+            current = component_name(base, component)
             names = candidate_names(params, component, current)
             if not any(option in (options_of(component, n) or set()) for n in names):
                 raise ConfigError(
@@ -170,6 +171,15 @@ def plan_study(
     # the budget counts from the command's start (data preparation included)
     deadline = (started or time.time()) + options.timeout if options.timeout else None
     cores = available_cores()
+    choice = choose_search(
+        options.sampler,
+        options.pruner,
+        params,
+        base,
+        options_of,
+        workers=options.workers,
+        objectives=len(objectives),
+    )
     job = Job(
         config=base,
         space=space,
@@ -178,8 +188,11 @@ def plan_study(
         study_dir=str(study_dir.resolve()),
         objectives=objectives,
         directions=directions,
-        sampler=options.sampler,
-        pruner=options.pruner,
+        sampler=choice.sampler,
+        pruner=choice.pruner,
+        gp_startup=choice.gp_startup,
+        gp_until=choice.gp_until,
+        choice=choice.reason,
         trials=options.trials,
         deadline=deadline,
         seed=config.seed,
@@ -189,15 +202,6 @@ def plan_study(
         grid_size=grid_size,
     )
     return job, study_dir
-
-
-def _component_name(raw: dict[str, Any], component: str) -> str:
-    node: Any = raw
-    for part in component.split("."):
-        node = node.get(part) if isinstance(node, dict) else None
-    if isinstance(node, dict):
-        return str(node.get("name"))
-    return str(node)
 
 
 def _prepare_folder(study_dir: Path, config: Config) -> None:
@@ -368,6 +372,7 @@ def write_outputs(job: Job, study_dir: Path, seconds: float) -> StudyResult:
         "directions": job.directions,
         "sampler": job.sampler,
         "pruner": job.pruner if not multi else "none",
+        "search_choice": job.choice,
         "best_value": best_trial.values[0] if best_trial is not None and not multi else None,
         "best_params": best_params,
         "best_trial": best_trial.number if best_trial is not None else None,
