@@ -27,7 +27,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from scipy import stats
+
 MINIMIZED = True  # tune_suite's search metric is val_loss
+MARKS = {"better": " +", "worse": " −", "": ""}
 
 
 def read_lines(paths: Sequence[Path]) -> tuple[dict[tuple, dict], dict[str, dict]]:
@@ -53,6 +56,36 @@ def mean_std(values: Sequence[float]) -> tuple[float | None, float | None]:
     if not values:
         return None, None
     return statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def against_start(lines: Sequence[dict], start: dict) -> tuple[float | None, str]:
+    """The issue's two tests of a method's retrained configs against the start config's: a
+    paired one-sided t-test over (study, retrain seed) pairs (the chosen config and the start
+    config trained with the same seed on the same split), and "never worse": the mean no worse
+    than the start's mean by more than one standard error. Returns (p, verdict): "better" for
+    p < 0.05, "worse" when the mean is beyond one SE on the wrong side, else ""."""
+    starts = start.get("start_test_values") or []
+    lower = start.get("test_metric") == "rmse"
+    pairs = [
+        (value, starts[seed])
+        for line in lines
+        for seed, value in enumerate(line.get("test_values") or [])
+        if seed < len(starts)
+    ]
+    if len(pairs) < 2 or len(starts) < 2:
+        return None, ""
+    chosen, base = zip(*pairs, strict=True)
+    gains = [(b - c) if lower else (c - b) for c, b in pairs]
+    p = (
+        1.0
+        if all(g == 0 for g in gains)
+        else float(stats.ttest_rel(chosen, base, alternative="less" if lower else "greater").pvalue)
+    )
+    means = [line["test_mean"] for line in lines if line.get("test_mean") is not None]
+    se = statistics.stdev(starts) / len(starts) ** 0.5
+    shortfall = (statistics.mean(means) - statistics.mean(starts)) * (-1 if lower else 1)
+    verdict = "better" if p < 0.05 else "worse" if shortfall < -se else ""
+    return p, verdict
 
 
 def summarize(studies: dict[tuple, dict], starts: dict[str, dict]) -> list[dict[str, Any]]:
@@ -87,6 +120,7 @@ def summarize(studies: dict[tuple, dict], starts: dict[str, dict]) -> list[dict[
                 tests = [v["test_mean"] for v in lines if v["test_mean"] is not None]
                 test_mean, test_std = mean_std(tests)
                 vals = [v["val_best"] for v in lines if v["val_best"] is not None]
+                p, verdict = against_start(lines, start)
                 rows.append(
                     {
                         "bench": "tune_suite_table",
@@ -102,6 +136,8 @@ def summarize(studies: dict[tuple, dict], starts: dict[str, dict]) -> list[dict[
                         "test_std": None if test_std is None else round(test_std, 4),
                         "start_test_mean": start.get("start_test_mean"),
                         "start_test_std": start.get("start_test_std"),
+                        "paired_p": None if p is None else round(p, 4),
+                        "vs_start": verdict,
                         "seconds": round(statistics.median(v["seconds"] for v in lines), 1),
                         "trials_mean": round(statistics.mean(v["trials"] for v in lines), 1),
                     }
@@ -129,11 +165,20 @@ def markdown(rows: list[dict[str, Any]]) -> str:
         test.append(
             f"| {task} | {budget} | {start} | "
             + " | ".join(
-                "" if r is None else f"{r['test_mean']:.4g} ± {r['test_std']:.2g}" for r in row
+                ""
+                if r is None
+                else f"{r['test_mean']:.4g} ± {r['test_std']:.2g}{MARKS[r['vs_start']]}"
+                for r in row
             )
             + " |"
         )
-    return "\n".join(["Median normalized regret:", "", *regret, "", "Retrained test:", "", *test])
+    legend = (
+        "(+: better than the start config by a paired one-sided t-test, p < 0.05; "
+        "−: worse than it by more than one standard error)"
+    )
+    return "\n".join(
+        ["Median normalized regret:", "", *regret, "", "Retrained test:", "", *test, "", legend]
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> None:
