@@ -104,16 +104,23 @@ def test_every_detector_is_silent_on_a_healthy_run(kind: str) -> None:
     assert run(kind, HEALTHY) is None
 
 
-def test_detect_returns_findings_in_the_contracts_order() -> None:
+def test_detect_lists_causes_first_and_marks_their_consequences() -> None:
     sick = facts(
         rows([2.3, 2.3, 2.3, 2.3], grad_norm=[1.0] * 4),
         probe=ProbeStats(grad_ratio=1e-6, first_grad_norm=1e-7, last_grad_norm=0.1),
         data={"features": 4, "unscaled_features": 2, "max_abs_mean": 800.0, "max_std": 300.0},
         failure="the training loss was non-finite (NaN/inf) at 10 steps in a row",
     )
-    kinds = [f.kind for f in detect(sick)]
-    assert kinds[0] == "nan_loss" and kinds[-1] == "data_issue"
-    assert kinds == [k for k in KINDS if k in kinds]
+    found = detect(sick)
+    kinds = [f.kind for f in found]
+    causes = [f.kind for f in found if not f.consequence_of]
+    after = [f.kind for f in found if f.consequence_of]
+    assert "vanishing_gradients" in causes and "data_issue" in causes
+    # unscaled inputs explain the NaN; both explain a model that does not learn
+    consequence = {f.kind: f.consequence_of for f in found if f.consequence_of}
+    assert consequence["nan_loss"] == ["data_issue"]
+    assert kinds == causes + after
+    assert causes == [k for k in KINDS if k in causes] and after == [k for k in KINDS if k in after]
     assert detect(HEALTHY) == []
 
 
@@ -141,6 +148,14 @@ def test_exploding_gradients() -> None:
     assert run("exploding_gradients", died) is not None
     # non-finite gradients seen by the probe
     assert run("exploding_gradients", facts(rows([1.0]), probe=ProbeStats(nonfinite_grads=3)))
+    # steps that replace the weights (huge from the first step: no growth to see)
+    huge = facts(rows([2.3]), probe=ProbeStats(update_ratio=2.0))
+    assert run("exploding_gradients", huge)["evidence"]["update_ratio"] == 2.0
+    # an aggressive healthy run's steps (momentum lr 0.1 on digits: 0.013)
+    assert (
+        run("exploding_gradients", facts(rows(HEALTHY_TRAIN), probe=ProbeStats(update_ratio=0.015)))
+        is None
+    )
     # a high first-epoch loss that then falls (unscaled inputs) is a bad start, not a blow-up
     bad_start = facts(rows([30.0, 4.0, 1.2, 0.5, 0.3], val=[0.3] * 5), n_classes=2)
     assert run("exploding_gradients", bad_start) is None
@@ -444,3 +459,42 @@ def test_bad_doctor_input_exits_2(
     result = nntune_in_process(capsys, "doctor", config, *args, cwd=tmp_path)
     assert result.returncode == 2
     assert named in result.stderr and "Traceback" not in result.stderr
+
+
+WIDE_INIT = {
+    "name": "wide-init",
+    "seed": 0,
+    "data": {"dataset": "digits", "preprocess": ["standardize"]},
+    # six ReLU layers drawn from N(0, 0.5²): activations grow ~6x per layer, NaN in epoch 1
+    "model": {"arch": "mlp", "hidden": [128] * 6, "init": {"name": "normal", "std": 0.5}},
+    "optimizer": {"name": "sgd", "lr": 0.01},
+    "train": {"epochs": 10, "batch_size": 32},
+}
+
+
+def test_a_too_wide_init_is_exploding_gradients_and_the_nan_its_consequence(
+    tmp_path: Path,
+) -> None:
+    report = doctor(WIDE_INIT, out=tmp_path / "doc")
+    kinds = [p["kind"] for p in report["problems"]]
+    assert kinds[0] == "exploding_gradients" and "nan_loss" in kinds
+    assert report["problems"][0]["evidence"]["update_ratio"] > 0.5
+    nan = next(p for p in report["problems"] if p["kind"] == "nan_loss")
+    assert nan["consequence_of"] == ["exploding_gradients"]
+
+
+def test_repair_keeps_looking_after_a_first_verified_remedy(tmp_path: Path) -> None:
+    """Clipping makes the too-wide init train (val accuracy ~0.3); the repair goes on with the
+    exploding remedies after it and keeps the init fix, which beats the clipped run."""
+    report = doctor(WIDE_INIT, repair=True, out=tmp_path / "doc")
+    repair = report["repair"]
+    labels = [step["remedy"] for step in repair["applied"]]
+    assert labels[0] == "clip gradients (norm 1)" and "init xavier_normal" in labels
+    first = next(s for s in repair["tried"] if s["kept"])
+    assert repair["after"]["val_accuracy"] > first["after"] + 0.2
+    kept_after = [s for s in repair["tried"] if s["kept"] and s is not first]
+    assert all(s["after"] > s["before"] + s["margin"] for s in kept_after)
+    rejected = [s for s in repair["tried"] if "kept" in s and not s["kept"]]
+    assert rejected, "a remedy after the first that did not beat the repaired config"
+    repaired = nntune.load_config(repair["config"])
+    assert repaired.model.init.name == "xavier_normal"

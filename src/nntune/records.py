@@ -138,6 +138,8 @@ class Finding:
     severity: str
     evidence: dict[str, float | str]
     remedies: list[str] = field(default_factory=list)
+    # the other findings of the run that explain this one (detectors.CAUSES); [] for a cause
+    consequence_of: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

@@ -61,7 +61,9 @@ def report_lines(report: dict) -> list[str]:
         lines.append("healthy  no problem found")
     for problem in report["problems"]:
         evidence = ", ".join(f"{k} {v}" for k, v in problem["evidence"].items())
-        lines.append(f"problem  {problem['kind']} ({problem['severity']}): {evidence}")
+        caused = problem.get("consequence_of")
+        because = f"; a consequence of {', '.join(caused)}" if caused else ""
+        lines.append(f"problem  {problem['kind']} ({problem['severity']}{because}): {evidence}")
         if problem["remedies"]:
             lines.append(f"         remedies: {'; '.join(problem['remedies'])}")
     repair = report.get("repair")

@@ -17,6 +17,12 @@ ResNet, LSTM/GRU, transformer, autoencoder; SGD, momentum, Adam(W), RMSProp, GD;
   died of a non-finite loss (a divergence, not a stray NaN); or a training loss that jumped
   EXPLODING_LOSS_RISE (100x) above the best loss before it. Huge-lr runs explode within one or
   two epochs, so a slow 1e4 growth of the epoch means was rarely seen before the NaN.
+  Also (2026-12-06, issue 21) a median update ratio ‖Δw‖/‖w‖ above EXPLODING_UPDATE_RATIO (0.5:
+  every step replaces half of the weights): a deep ReLU MLP with N(0, 0.5²) init on digits had
+  first-step gradient norms of 9e3 and ratio 2.0 and died of NaN within its first epoch, with
+  none of the growth signs (the gradients were huge from the start), and was reported nan_loss
+  only; lr 10 gave 61. Healthy runs, aggressive ones included (Adam(W) lr 3e-2, momentum lr 0.1,
+  widths 32-256): 0.001-0.015.
 - dying ReLU: >= 70 % dead units (unchanged: sick runs 0.97-1.0, healthy <= 0.3 even at batch 8).
 - saturated activations: > 60 % (was 50 %) of the inputs in the flat range: well-trained tanh
   nets at a high lr reach ~45 % while healthy; sick ones (large init, raw inputs) 72-99 %.
@@ -128,6 +134,7 @@ EXPLODING_RATIO = 70.0  # the first layer's gradients 70x the last layer's
 EXPLODING_GROWTH = 1e3  # largest gradient norm over the first epoch's mean gradient norm
 EXPLODING_GROWTH_BEFORE_NAN = 10.0  # ... enough when the run then died of a non-finite loss
 EXPLODING_LOSS_RISE = 100.0  # an epoch's mean training loss over the best loss before it
+EXPLODING_UPDATE_RATIO = 0.5  # median ‖Δw‖/‖w‖ of a step: half the weights replaced each step
 LOSS_FLOOR = 0.1  # losses are compared with at least this share of the first epoch's loss
 
 
@@ -214,6 +221,12 @@ def exploding_gradients(facts: RunFacts) -> Finding | None:
         limit = EXPLODING_GROWTH_BEFORE_NAN if failed else EXPLODING_GROWTH
         if growth > limit and worse:
             evidence["grad_norm_growth"] = growth
+    if (
+        probe is not None
+        and probe.update_ratio is not None
+        and probe.update_ratio > EXPLODING_UPDATE_RATIO
+    ):
+        evidence["update_ratio"] = probe.update_ratio
     blowup = _loss_blowup(facts)
     if blowup is not None and blowup > EXPLODING_LOSS_RISE:
         evidence["train_loss_jump"] = blowup
@@ -521,11 +534,40 @@ def data_issue(facts: RunFacts) -> Finding | None:
     return finding("data_issue", "high" if severe else "medium", **evidence)
 
 
+# what a finding can be the consequence of: gradients that explode end in NaN, a collapsed
+# model (underfitting) or a jumping loss; gradients that vanish, die or saturate leave a model
+# that learns slowly or not at all; unscaled or non-finite inputs do any of these
+CAUSES: dict[str, tuple[str, ...]] = {
+    "nan_loss": ("exploding_gradients", "data_issue"),
+    "oscillating_loss": ("exploding_gradients",),
+    "underfitting": (
+        "exploding_gradients",
+        "vanishing_gradients",
+        "dying_relu",
+        "saturated_activations",
+        "data_issue",
+    ),
+    "slow_convergence": (
+        "vanishing_gradients",
+        "dying_relu",
+        "saturated_activations",
+        "data_issue",
+    ),
+}
+
+
 def detect(facts: RunFacts) -> list[Finding]:
-    """Every detector's finding, in the order of the contract's kinds."""
+    """Every detector's finding, causes first: a finding that another one found explains is
+    marked ``consequence_of`` it and listed after the causes (so a repair treats the cause
+    first; a deep net whose gradients explode into a collapsed model is exploding_gradients
+    with underfitting as its consequence, not underfitting alone), else in the contract's order
+    of kinds."""
     found = []
     for kind in KINDS:
         result = DETECTORS.get(kind).builder(facts)
         if result is not None:
             found.append(result)
-    return found
+    kinds = {f.kind for f in found}
+    for item in found:
+        item.consequence_of = [cause for cause in CAUSES.get(item.kind, ()) if cause in kinds]
+    return sorted(found, key=lambda f: bool(f.consequence_of))

@@ -236,7 +236,11 @@ def verified_repair(
     say(f"doctor: baseline on {seeds} seeds")
     runs = [probe_run] + [train_probed(base, base.seed + i) for i in range(1, seeds)]
     before = runs
-    problems = sorted(probe_run.report["problems"], key=lambda p: SEVERITY.get(p["severity"], 3))
+    # causes before their consequences (detect's order), then by severity
+    problems = sorted(
+        probe_run.report["problems"],
+        key=lambda p: (bool(p.get("consequence_of")), SEVERITY.get(p["severity"], 3)),
+    )
     applied: list[dict[str, Any]] = []
     tried: list[dict[str, Any]] = []
     for problem in problems:
@@ -281,7 +285,9 @@ def verified_repair(
             if kept:
                 current, runs = candidate, new
                 applied.append({"kind": kind, "remedy": label, "changes": changes})
-                break
+                # and keep looking: the next remedies are tried on top, each kept only if it
+                # beats the repaired config by more than the spread (clipping made a too-wide
+                # init train, 10 % → 32 %; the init fix after it is what reaches 90 %+)
     result: dict[str, Any] = {
         "applied": applied,
         "tried": tried,

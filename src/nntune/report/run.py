@@ -121,7 +121,12 @@ def doctor_findings(page: Page, report: dict[str, Any]) -> None:
             [
                 (
                     p.get("kind"),
-                    p.get("severity"),
+                    p.get("severity")
+                    + (
+                        f" (a consequence of {', '.join(p['consequence_of'])})"
+                        if p.get("consequence_of")
+                        else ""
+                    ),
                     ", ".join(f"{k} {fmt(v)}" for k, v in (p.get("evidence") or {}).items()),
                     "; ".join(_remedy(r) for r in p.get("remedies") or []),
                 )
