@@ -15,7 +15,7 @@ One JSON line per task (``"bench": "tune_zero_config"``): ``nntune_mean``/``_std
 (test accuracy, or RMSE for diabetes: lower is better), ``baselines`` (each model's score),
 ``best_baseline``, ``met`` and the study's ``seconds``, ``trials``, ``sampler``.
 
-    .venv/bin/python bench/tune_zero_config.py [--timeout 300] [--tasks digits,wine]
+    .venv/bin/python bench/tune_zero_config.py [--timeout 300] [--tasks digits,wine] [--folds 5]
 """
 
 from __future__ import annotations
@@ -52,10 +52,12 @@ from nntune.search import TuneOptions, tune
 TABLE_TASKS = ("digits", "breast_cancer", "wine", "diabetes")
 
 
-def user_config(task: str) -> dict[str, Any]:
+def user_config(task: str, folds: int | None = None) -> dict[str, Any]:
     config = copy.deepcopy(TASKS[task])
     config["name"] = f"{task}-zero-config"
     config["train"].pop("threads", None)
+    if folds:  # the lever to measure: cross-validated trials, best refit on the whole part
+        config["search"] = {"folds": folds}
     return config
 
 
@@ -95,8 +97,8 @@ def baselines(config: dict[str, Any]) -> dict[str, float]:
     return scores
 
 
-def run(task: str, timeout: float, out: Path) -> dict[str, Any]:
-    config = user_config(task)
+def run(task: str, timeout: float, out: Path, folds: int | None = None) -> dict[str, Any]:
+    config = user_config(task, folds)
     regression = config["data"]["task"] == "regression"
     scores = baselines(config)
     started = time.time()
@@ -111,6 +113,7 @@ def run(task: str, timeout: float, out: Path) -> dict[str, Any]:
         "task": task,
         "metric": metric,
         "timeout": timeout,
+        "folds": folds,
         "nntune_mean": round(retrain["mean"], 4),
         "nntune_std": round(retrain["std"], 4),
         "nntune_values": [round(v, 4) for v in retrain["values"]],
@@ -128,12 +131,15 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=300.0)
     parser.add_argument("--tasks", default=",".join(TABLE_TASKS))
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "tune-zero-config")
+    parser.add_argument(
+        "--folds", type=int, default=None, help="search.folds for the study (default: none)"
+    )
     args = parser.parse_args()
     out = args.out / time.strftime("%Y%m%d-%H%M%S")
     for task in args.tasks.split(","):
         if task not in TABLE_TASKS:
             parser.error(f"--tasks: {task!r}; allowed: {', '.join(TABLE_TASKS)}")
-        print(json.dumps(run(task, args.timeout, out)), flush=True)
+        print(json.dumps(run(task, args.timeout, out, args.folds)), flush=True)
 
 
 if __name__ == "__main__":
