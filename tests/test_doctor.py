@@ -498,3 +498,11 @@ def test_repair_keeps_looking_after_a_first_verified_remedy(tmp_path: Path) -> N
     assert rejected, "a remedy after the first that did not beat the repaired config"
     repaired = nntune.load_config(repair["config"])
     assert repaired.model.init.name == "xavier_normal"
+
+
+def test_a_repair_with_no_time_left_begins_no_remedy(tmp_path: Path) -> None:
+    report = doctor(WIDE_INIT, repair=True, repair_seconds=0.0, out=tmp_path / "doc")
+    repair = report["repair"]
+    assert repair["out_of_time"] is True and repair["applied"] == []
+    assert repair["tried"] and all(s.get("skipped") == "no time left" for s in repair["tried"])
+    assert repair["improved"] is False and repair["config"] is None

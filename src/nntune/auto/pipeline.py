@@ -263,8 +263,15 @@ class Auto:
         cost = 2 * (1 + 2 * len(found["problems"])) * probe_seconds * SAFETY
         if cost > REPAIR_SHARE * self.clock.total or cost > self.clock.left() / 2:
             return f"found {', '.join(entry['problems'])}; no time for a verified repair"
+        # the repair keeps looking while its share lasts (the doctor stops before a remedy
+        # that would end past it)
+        allowed = min(REPAIR_SHARE * self.clock.total, self.clock.left() / 2)
         repaired = doctor(
-            self.config, epochs=probe_epochs, repair=True, out=self.folder / "doctor-repair"
+            self.config,
+            epochs=probe_epochs,
+            repair=True,
+            out=self.folder / "doctor-repair",
+            repair_seconds=allowed,
         )
         repair = repaired.get("repair") or {}
         entry["repair"] = {

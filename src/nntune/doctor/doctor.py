@@ -134,6 +134,7 @@ def doctor(
     data: Any = None,
     loss: Any = None,
     metrics: Any = None,
+    repair_seconds: float | None = None,
 ) -> dict[str, Any]:
     """Diagnose (and with ``repair`` verify fixes for) a config; returns the contract's JSON
     object and writes it, with repaired.yaml and report.html, to ``out`` (default
@@ -141,6 +142,8 @@ def doctor(
     ``model``, ``data``, ``loss``, ``metrics``: your own objects given in Python (a model
     class or factory, data as (x, y), a dict of splits, a DataFrame or a Dataset; see
     :mod:`nntune.train.objects`).
+    ``repair_seconds``: the repair's time budget (from its start); no remedy is begun that the
+    last one's time says would end past it (default: none, every remedy is tried).
     """
     if seeds < 2 and repair:
         raise ConfigError(f"--seeds {seeds}: a verified repair needs at least 2 seeds")
@@ -165,7 +168,8 @@ def doctor(
         "config": base.name,
     }
     if repair:
-        report["repair"] = verified_repair(base, probe_run, seeds, folder, say)
+        deadline = None if repair_seconds is None else time.perf_counter() + repair_seconds
+        report["repair"] = verified_repair(base, probe_run, seeds, folder, say, deadline)
     report["seconds"] = round(time.perf_counter() - started, 2)
     report["folder"] = str(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -230,12 +234,19 @@ def verified_repair(
     seeds: int,
     folder: Path,
     say: Callable[[str], None] = lambda line: None,
+    deadline: float | None = None,
 ) -> dict[str, Any]:
+    """Try the remedies of each problem (causes first) and keep the verified ones; with a
+    ``deadline`` (time.perf_counter()), stop before a remedy whose trainings would end past it."""
     metric = probe_run.report["score"]["metric"]
+    began = time.perf_counter()
     current = base
     say(f"doctor: baseline on {seeds} seeds")
     runs = [probe_run] + [train_probed(base, base.seed + i) for i in range(1, seeds)]
     before = runs
+    # what one remedy costs: the baseline's extra seeds, each as long as the probe run
+    per_remedy = (time.perf_counter() - began) * seeds / max(1, seeds - 1)
+    out_of_time = False
     # causes before their consequences (detect's order), then by severity
     problems = sorted(
         probe_run.report["problems"],
@@ -248,6 +259,12 @@ def verified_repair(
         if not any(kind in r.kinds for r in runs):
             continue  # an earlier remedy fixed it too
         for label, changes in candidate_remedies(kind, current):
+            if deadline is not None and time.perf_counter() + per_remedy > deadline:
+                out_of_time = True
+                tried.append(
+                    {"kind": kind, "remedy": label, "changes": changes, "skipped": "no time left"}
+                )
+                continue
             why = not_applicable(current, changes)
             if why is not None:
                 tried.append({"kind": kind, "remedy": label, "changes": changes, "skipped": why})
@@ -258,7 +275,9 @@ def verified_repair(
                 tried.append({"kind": kind, "remedy": label, "changes": changes, "error": str(err)})
                 continue
             say(f"doctor: {kind}: trying {label}")
+            started = time.perf_counter()
             new = [train_probed(candidate, base.seed + i) for i in range(seeds)]
+            per_remedy = time.perf_counter() - started
             gone = all(kind not in r.kinds for r in new)
             gain = _mean(new) - _mean(runs)
             margin = max(_spread(runs), _spread(new))
@@ -298,6 +317,7 @@ def verified_repair(
         "improved": bool(applied),
         "config": None,
         "remaining": sorted(set().union(*(r.kinds for r in runs))),
+        "out_of_time": out_of_time,
     }
     if applied:
         folder.mkdir(parents=True, exist_ok=True)
