@@ -584,3 +584,17 @@ def test_a_default_study_records_what_auto_chose(in_tmp: Path, tiny: dict) -> No
     assert result.n_complete == 5 and result.n_pruned == 0
     frame = (Path("runs/tiny") / "trials.csv").read_text().splitlines()
     assert "system_attrs_sampler" in frame[0]
+
+
+def test_the_report_plots_a_sample_of_a_large_study_keeping_its_best_trial() -> None:
+    from nntune.search.tune import plotted_sample
+
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    study.optimize(lambda t: (t.suggest_float("x", -1.0, 1.0) - 0.2) ** 2, n_trials=350)
+    sample = plotted_sample(study, size=300)
+    values = [t.value for t in sample.trials]
+    assert len(values) == 300 and set(values) <= {t.value for t in study.trials}
+    assert sample.best_value == study.best_value  # the best trial is always in
+    small = optuna.create_study()
+    small.optimize(lambda t: t.suggest_float("x", 0.0, 1.0), n_trials=5)
+    assert plotted_sample(small, size=300) is small
