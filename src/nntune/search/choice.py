@@ -41,14 +41,6 @@ class SearchChoice:
     gp_until: int | None  # complete trials after which a GP study continues with TPE
     reason: str  # one line for the summary: why these
 
-    def as_record(self) -> dict[str, Any]:
-        record: dict[str, Any] = {"sampler": self.sampler, "pruner": self.pruner}
-        if self.sampler == "gp":
-            record["gp_startup_trials"] = self.gp_startup
-            record["tpe_after_complete_trials"] = self.gp_until
-        record["reason"] = self.reason
-        return record
-
 
 def conditional_reason(
     params: list[Param], base: Mapping[str, Any], options_of: OptionsOf

@@ -36,6 +36,7 @@ from nntune.errors import ConfigError, NntuneError, TrainingError
 from nntune.optim import infer_mode
 from nntune.packages import require
 from nntune.records import EpochRecord
+from nntune.search.choice import GP_DEFAULT_STARTUP
 from nntune.search.space import Param, grid_space, suggest
 from nntune.train.build import REGISTRIES
 from nntune.train.callbacks.base import Callback, Decision, Stop, TrainState
@@ -70,7 +71,7 @@ class Job:
     threads: int = 1
     quiet: bool = False
     grid_size: int | None = None
-    gp_startup: int = 10  # GPSampler's random start-up trials (search/choice.py)
+    gp_startup: int = GP_DEFAULT_STARTUP  # GPSampler's random start-up trials (search/choice.py)
     gp_until: int | None = None  # complete trials after which a gp study goes on with TPE
     choice: str = "as given"  # why this sampler and pruner (search/choice.py)
 
@@ -216,7 +217,7 @@ def make_sampler(
     seed: int,
     workers: int,
     multi: bool,
-    gp_startup: int = 10,
+    gp_startup: int = GP_DEFAULT_STARTUP,
     gp_until: int | None = None,
 ) -> Any:
     """The Optuna sampler of a concrete name (``auto`` is resolved by search/choice.py first)."""
