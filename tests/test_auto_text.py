@@ -85,7 +85,8 @@ def test_the_recipe_is_a_bag_below_the_ratio_and_a_text_cnn_above(tmp_path: Path
     short = understand(str(reviews(tmp_path / "short.csv", 400)), "sentiment")
     assert n_train(short) / short.profile["median_words"] < TEXT_SEQUENCE_RATIO  # type: ignore[index]
     config = starting_config(short, "short")
-    assert config["model"]["arch"] == "bag" and config["data"]["tokenizer"]["ngrams"] == 2
+    assert config["model"]["arch"] == {"name": "bag", "weighting": "tfidf"}
+    assert config["data"]["tokenizer"]["ngrams"] == 2
     assert config["data"]["text"] == ["review"]
     # many short texts: 24,000 rows of ~4 words, a ratio of ~3,800
     many = understand(str(reviews(tmp_path / "many.csv", 24000, words=(1, 4))), "sentiment")
@@ -104,7 +105,11 @@ def test_auto_takes_a_csv_with_a_text_column(tmp_path: Path, capsys: Any) -> Non
     assert result["data"]["kind"] == "text" and result["data"]["text"] == ["review"]
     assert result["final"]["metrics"]["accuracy"] > 0.9
     start = yaml.safe_load((tmp_path / "a" / "start.yaml").read_text())
-    assert start["data"]["text"] == ["review"] and start["model"]["arch"] == "bag"
+    assert start["data"]["text"] == ["review"] and start["model"]["arch"] == {
+        "name": "bag",
+        "weighting": "tfidf",
+    }
+    assert start["search"]["space"]["model.embedding"] == {"choice": [64, 128, 256]}
     assert (tmp_path / "a" / "model.onnx").exists()
     # the retrained seeds hold out the split the search held out (--seed 1's), never one the
     # search chose on

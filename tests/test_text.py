@@ -166,6 +166,7 @@ def test_a_tokenizer_state_round_trip_encodes_identically() -> None:
 VOCAB, LENGTH = 30, 8
 TEXT_ARCHS: list[Any] = [
     "bag",
+    {"name": "bag", "weighting": "tfidf"},
     "textcnn",
     "rnn",
     "lstm",
@@ -246,6 +247,30 @@ def test_a_pad_row_loaded_from_weights_changes_nothing(arch: Any) -> None:
         torch.testing.assert_close(longer, together, atol=1e-5, rtol=1e-5)
 
 
+def test_tfidf_weighting_gives_scikit_learns_tfidf_vectors() -> None:
+    """The bag's tfidf weights, summed per token over a text, are the row of scikit-learn's
+    TfidfVectorizer(sublinear_tf=True) for the same tokens, with the idf of the texts the
+    tokenizer was fitted on (repeated words and bigrams included; unknown words dropped)."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    from nntune.models.text import tfidf_weights
+
+    train = [*reviews(80)["review"].tolist(), "good good good film film", "bad"]
+    tokenizer = build_tokenizer("word", {"ngrams": 2, "max_tokens": 10**6}).fit(train)
+    vectorizer = TfidfVectorizer(
+        analyzer=tokenizer.tokens, sublinear_tf=True, vocabulary=tokenizer.vocabulary
+    ).fit(train)
+    texts = [*train[-2:], "a very very good zebra, very good", "zebra"]
+    ids, _ = tokenizer.encode(texts)
+    weights = tfidf_weights(torch.from_numpy(ids), torch.from_numpy(tokenizer.idf())).double()
+    summed = torch.zeros(len(texts), tokenizer.vocab_size, dtype=torch.float64)
+    summed.scatter_add_(1, torch.from_numpy(ids), weights)
+    expected = vectorizer.transform(texts).toarray()
+    np.testing.assert_allclose(summed[:, 2:].numpy(), expected, atol=1e-6)
+    assert (summed[:, :2] == 0).all() and (summed[-1] == 0).all()  # PAD, OOV; all unknown
+    assert np.abs(expected[:3]).sum(axis=1).min() > 0  # the check can fail
+
+
 def test_the_vocabulary_does_not_depend_on_the_order_of_the_rows() -> None:
     """Ties at the max_tokens cut are broken by the token, not by first appearance: a file
     sorted by class must not keep the rare words of its first classes only."""
@@ -297,7 +322,16 @@ def test_model_variational_on_a_non_recurrent_arch_is_a_config_error() -> None:
 
 @pytest.mark.parametrize(
     "arch",
-    ["bag", "textcnn", "rnn", "lstm", "gru", {"name": "gru", "bidirectional": True}, "transformer"],
+    [
+        "bag",
+        {"name": "bag", "weighting": "tfidf"},
+        "textcnn",
+        "rnn",
+        "lstm",
+        "gru",
+        {"name": "gru", "bidirectional": True},
+        "transformer",
+    ],
     ids=_arch_id,
 )
 def test_every_text_arch_trains_from_a_csv_and_beats_chance(
@@ -375,6 +409,33 @@ def test_a_loaded_text_run_predicts_on_raw_strings_as_the_training_process(
     assert predictor.predict(raw[0])["predictions"] == answer["predictions"][:1]
     table = pd.DataFrame({"review": raw[:5], "other": range(5)})
     assert predictor.predict(table)["predictions"] == answer["predictions"][:5]
+
+
+def test_a_tfidf_bag_run_keeps_its_training_idf_in_the_checkpoint(
+    sentiment_csv: Path, tmp_path: Path
+) -> None:
+    """The idf comes from the tokenizer fitted on the training part, and the loaded run
+    predicts with it (a buffer in the weights), as the training process did."""
+    config = text_config(sentiment_csv, {"name": "bag", "weighting": "tfidf"}, hidden=[])
+    trainer = nntune.Trainer(config, out=tmp_path / "run")
+    trainer.fit()
+    assert trainer.run_dir is not None
+    idf = Tokenizer.from_state(trainer.bundle.text["tokenizer"]).idf()
+    assert idf[2:].max() > idf[2:].min() > 1.0 - 1e-6  # rarer tokens weigh more
+    model = trainer.model.eval()
+    torch.testing.assert_close(model.idf, torch.from_numpy(idf))
+    predictor = nntune.load_run(trainer.run_dir, checkpoint="last")
+    texts = pd.read_csv(sentiment_csv)["review"].tolist()[:20]
+    ids, _ = Tokenizer.from_state(trainer.bundle.text["tokenizer"]).encode(texts)
+    with torch.no_grad():
+        direct = torch.softmax(model(torch.from_numpy(ids)), dim=1).numpy()
+        flat = model.idf.clone()
+        model.idf.fill_(1.0)  # the same weights without the idf give other probabilities
+        unweighted = torch.softmax(model(torch.from_numpy(ids)), dim=1).numpy()
+        model.idf.copy_(flat)
+    answer = predictor.predict(texts)["probabilities"]
+    np.testing.assert_allclose(answer, direct, atol=1e-6)
+    assert np.abs(unweighted - direct).max() > 1e-4
 
 
 def test_the_predictor_of_a_text_run_rejects_what_is_not_a_string(

@@ -88,6 +88,10 @@ class Tokenizer:
     options: TokenizerOptions
     vocabulary: list[str] = field(default_factory=list)  # id 2, 3, ... in order
     length: int = 0  # the fitted max_length
+    # in how many training texts each vocabulary token occurs, and how many texts there were:
+    # the inverse document frequency of the bag arch's tfidf weighting
+    document_frequency: list[int] = field(default_factory=list)
+    documents: int = 0
 
     _ids: dict[str, int] = field(default_factory=dict, repr=False)
 
@@ -102,10 +106,12 @@ class Tokenizer:
 
     def fit(self, texts: Iterable[str]) -> Tokenizer:
         counts: Counter[str] = Counter()
+        in_texts: Counter[str] = Counter()
         lengths = []
         for text in texts:
             tokens = self.tokens(text)
             counts.update(tokens)
+            in_texts.update(set(tokens))
             lengths.append(len(tokens))
         # most frequent first, ties in the tokens' own order: Counter.most_common breaks ties by
         # first appearance, which made the vocabulary depend on the order of the rows (a file
@@ -116,6 +122,8 @@ class Tokenizer:
         )
         self.vocabulary = kept[: self.options.max_tokens - 2]
         self._ids = {t: i + 2 for i, t in enumerate(self.vocabulary)}
+        self.document_frequency = [in_texts[t] for t in self.vocabulary]
+        self.documents = len(lengths)
         if self.options.max_length == "auto":
             quantile = np.percentile(lengths, AUTO_LENGTH_QUANTILE) if lengths else 1
             self.length = int(min(max(math.ceil(quantile), 1), MAX_AUTO_LENGTH))
@@ -126,6 +134,19 @@ class Tokenizer:
     @property
     def vocab_size(self) -> int:
         return len(self.vocabulary) + 2
+
+    def idf(self) -> np.ndarray:
+        """The smoothed inverse document frequency of each id, ln((1 + n) / (1 + df)) + 1 as
+        scikit-learn's TfidfTransformer has it; 0 for PAD and OOV (a vectorizer drops tokens
+        outside its vocabulary). Ones for a tokenizer saved before document frequencies were
+        kept."""
+        weights = np.zeros(self.vocab_size, dtype=np.float32)
+        if len(self.document_frequency) != len(self.vocabulary):
+            weights[2:] = 1.0
+            return weights
+        df = np.asarray(self.document_frequency, dtype=np.float64)
+        weights[2:] = np.log((1.0 + self.documents) / (1.0 + df)) + 1.0
+        return weights
 
     def encode(self, texts: Sequence[str]) -> tuple[np.ndarray, dict[str, int]]:
         """(ids of shape (N, length), counts): ``tokens``, ``oov`` (tokens outside the
@@ -154,6 +175,8 @@ class Tokenizer:
             "options": self.options.model_dump(mode="json"),
             "vocabulary": list(self.vocabulary),
             "length": self.length,
+            "document_frequency": list(self.document_frequency),
+            "documents": self.documents,
         }
 
     @classmethod
@@ -162,6 +185,8 @@ class Tokenizer:
         tokenizer.vocabulary = list(state["vocabulary"])
         tokenizer._ids = {t: i + 2 for i, t in enumerate(tokenizer.vocabulary)}
         tokenizer.length = int(state["length"])
+        tokenizer.document_frequency = list(state.get("document_frequency", []))
+        tokenizer.documents = int(state.get("documents", 0))
         return tokenizer
 
 

@@ -31,6 +31,9 @@ class ModelSpec:
     input_shape: tuple[int, ...] | None = None  # model.input_shape, when given
     task: str = "classification"
     vocab: int | None = None  # a text run: token ids 0..vocab-1 in (0: padding)
+    # a text run: each id's inverse document frequency over the training texts (the fitted
+    # tokenizer's), for the bag arch's tfidf weighting; None outside a run (a checkpoint loads it)
+    idf: torch.Tensor | None = None
     embedding: int = 64  # model.embedding
     variational: bool = False  # model.variational (recurrent archs)
     series: bool = False  # samples are (C, L) series, NaN after the end of shorter ones

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
 from torch import nn
 
 from nntune.config import ModelConfig
@@ -22,10 +23,12 @@ def build_model(
     task: str = "classification",
     vocab: int | None = None,
     series: bool = False,
+    idf: torch.Tensor | None = None,
 ) -> nn.Module:
     """The model described by ``config`` for samples of ``sample_shape``, initialised
     (``vocab``: a text run's vocabulary size; its samples are token ids; ``series``: samples
-    are (C, L) series, NaN after the end of shorter ones)."""
+    are (C, L) series, NaN after the end of shorter ones; ``idf``: a text run's inverse document
+    frequency per token id, see nntune.data.text.Tokenizer.idf)."""
     act_entry = ACTIVATIONS.get(config.activation.name, key="model.activation")
     act_options = act_entry.parse_options(config.activation.options, "model.activation")
     arch_entry = ARCHS.get(config.arch.name, key="model.arch")
@@ -58,6 +61,7 @@ def build_model(
         input_shape=tuple(config.input_shape) if config.input_shape else None,
         task=task,
         vocab=vocab,
+        idf=idf,
         embedding=config.embedding,
         variational=config.variational,
         series=series,

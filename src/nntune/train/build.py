@@ -195,6 +195,7 @@ def build_parts(
             bundle.task,
             vocab=text_vocab(bundle.text),
             series=bundle.series is not None,
+            idf=text_idf(bundle.text),
         )
     model = image_model(model, bundle.image).to(device)  # image folders: uint8 in
     if config.train.channels_last:
@@ -249,6 +250,17 @@ def build_parts(
         full_batch="full_batch" in opt_entry.tags,
         weight_decay=weight_decay,
     )
+
+
+def text_idf(text: dict[str, Any] | None) -> torch.Tensor | None:
+    """A text run's inverse document frequency per token id, from its fitted tokenizer (the
+    bag arch's tfidf weighting); None where the facts hold no tokenizer (a checkpoint's meta:
+    the model's own buffer holds it there)."""
+    if not text or "tokenizer" not in text:
+        return None
+    from nntune.data.text import Tokenizer
+
+    return torch.from_numpy(Tokenizer.from_state(text["tokenizer"]).idf())
 
 
 def text_vocab(text: dict[str, Any] | None) -> int | None:
