@@ -320,20 +320,7 @@ def test_model_variational_on_a_non_recurrent_arch_is_a_config_error() -> None:
 # --- training, resume, prediction -----------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    "arch",
-    [
-        "bag",
-        {"name": "bag", "weighting": "tfidf"},
-        "textcnn",
-        "rnn",
-        "lstm",
-        "gru",
-        {"name": "gru", "bidirectional": True},
-        "transformer",
-    ],
-    ids=_arch_id,
-)
+@pytest.mark.parametrize("arch", TEXT_ARCHS, ids=_arch_id)
 def test_every_text_arch_trains_from_a_csv_and_beats_chance(
     sentiment_csv: Path, tmp_path: Path, arch: Any
 ) -> None:

@@ -63,8 +63,8 @@ class BagOfTokens(nn.Module):
     data.tokenizer ngrams: n, their n-grams), then model.hidden dense layers (none: one
     linear layer, fastText's own). With weighting tfidf the tokens are summed with TF-IDF
     weights instead: the n-gram vectors with which Google's text-classification guide
-    measured its MLPs; the recipe's bag gained 1 point on Rotten Tomatoes and 3 on fortunes
-    from them (docs/benchmarks.md, "Text columns")."""
+    measured its MLPs; the recipe's bag gained 0.8 points on Rotten Tomatoes and 5.0 on
+    fortunes from them (docs/benchmarks.md, "Text columns")."""
 
     idf: torch.Tensor  # with weighting tfidf: a buffer
 
