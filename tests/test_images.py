@@ -299,7 +299,9 @@ def test_auto_takes_an_image_folder(tmp_path: Path, capsys: Any) -> None:
     start = yaml.safe_load((tmp_path / "a" / "start.yaml").read_text())
     assert start["train"]["channels_last"] is True
     # bf16 only where this machine's CPU has the instructions for it
-    assert (start["train"].get("precision") == "bf16") == native_bf16(torch.device("cpu"))
+    assert start["train"]["precision"] == "auto"
+    final = json.loads((tmp_path / "a" / "retrain" / "seed0" / "summary.json").read_text())
+    assert final["precision"] == ("bf16" if native_bf16(torch.device("cpu")) else "fp32")
     page = (tmp_path / "a" / "report.html").read_text()
     assert "Images per class" in page and "The most confidently wrong test images" in page
     assert page.count("data:image/png;base64,") >= 80  # 8 per class, and the mistakes

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 import torch
+import yaml
 from torch import nn
 
 import nntune
@@ -22,6 +23,7 @@ from nntune.optim import OPTIMIZERS, SCHEDULES, WeightDecay, adaptive_clip
 from nntune.records import EpochRecord
 from nntune.train.callbacks.base import Callback, TrainState
 from nntune.train.checkpoint import load_checkpoint
+from nntune.train.engine import native_bf16
 
 # --- exact resume of every registered name ----------------------------------------------------
 
@@ -371,6 +373,20 @@ def test_bf16_autocast_trains_on_cpu(in_tmp: Path, tiny: dict) -> None:
     result = nntune.train(tiny, {"train.precision": "bf16"})
     assert result.test["accuracy"] > 0.8
     assert math.isfinite(result.history.values("train_loss")[-1])
+
+
+def test_precision_auto_is_bf16_only_where_the_cpu_has_bf16_instructions(
+    in_tmp: Path, tiny: dict
+) -> None:
+    result = nntune.train(tiny, {"train.precision": "auto"})
+    summary = json.loads((result.run_dir / "summary.json").read_text())
+    assert summary["precision"] == ("bf16" if native_bf16(torch.device("cpu")) else "fp32")
+    assert yaml.safe_load((result.run_dir / "config.yaml").read_text())["train"]["precision"] == (
+        "auto"
+    )
+    # L-BFGS re-evaluates its closure without autocast: auto is fp32 there, not an error
+    lbfgs = nntune.train(tiny, {"train.precision": "auto", "optimizer": "lbfgs"}, write=False)
+    assert math.isfinite(lbfgs.history.values("train_loss")[-1])
 
 
 @pytest.mark.parametrize(

@@ -20,8 +20,6 @@ from nntune.data.datasets import RawDataset, is_data_file, load_dataset
 from nntune.data.pipeline import infer_task
 from nntune.data.profile import profile_frame, suggest_preprocess, text_columns
 from nntune.errors import DataError
-from nntune.train.engine import native_bf16
-from nntune.train.run import resolve_device
 from nntune.usercode import absolute_reference, is_reference
 
 KINDS = ("table", "signal", "image", "text")
@@ -415,7 +413,7 @@ def starting_config(facts: DataFacts, name: str, seed: int = 0) -> dict[str, Any
             # convolutions run faster channels-last, and in bf16 where the device has bf16
             # instructions (measured on Fashion-MNIST: docs/benchmarks.md#image-folders)
             "channels_last": True,
-            **({"precision": "bf16"} if native_bf16(resolve_device("auto")) else {}),
+            "precision": "auto",
         }
     else:
         # a small CNN: two conv stages, BatchNorm, GELU

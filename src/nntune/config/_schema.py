@@ -330,8 +330,10 @@ class TrainConfig(Section):
     random_batch_size: tuple[int, int] | None = Field(
         None, description="[low, high]: draw each step's batch size uniformly in this range"
     )
-    precision: Literal["fp32", "bf16", "fp16"] = Field(
-        "fp32", description="autocast dtype of forward passes (fp16: CUDA only)"
+    precision: Literal["fp32", "bf16", "fp16", "auto"] = Field(
+        "fp32",
+        description="autocast dtype of forward passes (fp16: CUDA only); auto: bf16 where the "
+        "device has bf16 instructions (AVX-512 BF16 or AMX CPUs, Ampere+ GPUs), else fp32",
     )
     channels_last: bool = Field(
         False,

@@ -62,7 +62,7 @@ from nntune.train.distributed import (
     is_main_process,
     sync_batchnorm,
 )
-from nntune.train.engine import Engine, EngineSettings, horizon
+from nntune.train.engine import Engine, EngineSettings, horizon, resolve_precision
 from nntune.train.evaluate import evaluate
 from nntune.train.rundir import (
     CONFIG,
@@ -213,7 +213,7 @@ def check_combinations(
         for key, bad in (
             ("train.accumulate", train.accumulate > 1),
             ("train.grad_clip", train.grad_clip is not None),
-            ("train.precision", train.precision != "fp32"),
+            ("train.precision", train.precision not in ("fp32", "auto")),
         ):
             if bad:
                 raise ConfigError(
@@ -439,7 +439,12 @@ class Trainer:
             l1=l1,
             l2=l2,
             weight_decay=parts.weight_decay,
-            precision=config.train.precision,
+            # auto with a closure optimizer (L-BFGS, Newton) is fp32: they take no autocast
+            precision=(
+                "fp32"
+                if needs_closure(parts.optimizer)
+                else resolve_precision(config.train.precision, device)
+            ),
             channels_last=config.train.channels_last,
         )
         if settings.l1 or settings.l2:
@@ -775,6 +780,7 @@ class Trainer:
             * engine.world_size
             * config.train.accumulate,
             "threads": torch.get_num_threads(),
+            "precision": engine.settings.precision,  # what train.precision resolved to
             "versions": {
                 "nntune": _version(),
                 "torch": torch.__version__,
