@@ -22,7 +22,10 @@ seed), all optimizing the default search metric ``val_loss`` (``search.metric``'
 - ``nntune``: ``nntune.search.tune(config)`` with no options: what a user gets with no flags
   (``--sampler auto --pruner auto``: on these flat spaces Optuna's GPSampler with 4 random
   start-up trials and no pruning, see ``nntune.search.choice``; the start config enqueued as the
-  first trial);
+  first trial), except that every task config sets ``search.folds: null``: on these small sets
+  the default (auto) would score each trial by 5 folds, and the suite compares search engines
+  on one objective per training (the folds' effect is ``bench/tune_zero_config.py``'s to
+  measure);
 - ``random``: the same with ``sampler="random", pruner="none"``
   (``nntune tune --sampler random --pruner none``; the start config is its first trial too);
 - ``optuna``: Optuna used directly with its defaults: ``optuna.create_study`` with its default
@@ -179,6 +182,10 @@ def _config(
         "optimizer": {"name": "adamw", "lr": lr, "weight_decay": 1e-4},
         "schedule": {"name": "constant"},
         "train": {"epochs": epochs, "batch_size": batch, "threads": 1},
+        # one split, not search.folds: auto's 5 folds on these small sets: the suite compares
+        # search engines on one objective per training (Optuna-direct and FLAML score the
+        # same split); what folds do for a zero-config user is bench/tune_zero_config.py's
+        "search": {"folds": None},
     }
 
 

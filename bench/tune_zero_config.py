@@ -3,7 +3,8 @@
 Issue 22's goal: on every table task of the tune suite (``bench/tune_suite.py``: digits,
 breast_cancer, wine, diabetes), the retrained result of a zero-config study (the suite's start
 config with no ``search:`` block and no ``train.threads``, as a user has it;
-``nntune tune cfg.yaml --timeout 300 --retrain-best 3``: default space, sampler and pruner) is at
+``nntune tune cfg.yaml --timeout 300 --retrain-best 3``: default space, sampler, pruner and
+search.folds) is at
 least the best of scikit-learn's default LogisticRegression, SVC, RandomForest and
 HistGradientBoosting (Ridge, SVR, RandomForestRegressor, HistGradientBoostingRegressor for the
 regression) on the same split: each fits nntune's training and validation parts together (it
@@ -15,7 +16,7 @@ One JSON line per task (``"bench": "tune_zero_config"``): ``nntune_mean``/``_std
 (test accuracy, or RMSE for diabetes: lower is better), ``baselines`` (each model's score),
 ``best_baseline``, ``met`` and the study's ``seconds``, ``trials``, ``sampler``.
 
-    .venv/bin/python bench/tune_zero_config.py [--timeout 300] [--tasks digits,wine] [--folds 5]
+    .venv/bin/python bench/tune_zero_config.py [--timeout 300] [--tasks digits,wine] [--folds none]
 """
 
 from __future__ import annotations
@@ -52,12 +53,15 @@ from nntune.search import TuneOptions, tune
 TABLE_TASKS = ("digits", "breast_cancer", "wine", "diabetes")
 
 
-def user_config(task: str, folds: int | None = None) -> dict[str, Any]:
+def user_config(task: str, folds: str | None = "auto") -> dict[str, Any]:
     config = copy.deepcopy(TASKS[task])
     config["name"] = f"{task}-zero-config"
     config["train"].pop("threads", None)
-    if folds:  # the lever to measure: cross-validated trials, best refit on the whole part
-        config["search"] = {"folds": folds}
+    # a user's config has no search block (the suite's one-split setting goes): search.folds
+    # is its default, auto, unless --folds names another value to compare with
+    config.pop("search", None)
+    if folds != "auto":
+        config["search"] = {"folds": None if folds in (None, "none") else int(folds)}
     return config
 
 
@@ -97,7 +101,7 @@ def baselines(config: dict[str, Any]) -> dict[str, float]:
     return scores
 
 
-def run(task: str, timeout: float, out: Path, folds: int | None = None) -> dict[str, Any]:
+def run(task: str, timeout: float, out: Path, folds: str = "auto") -> dict[str, Any]:
     config = user_config(task, folds)
     regression = config["data"]["task"] == "regression"
     scores = baselines(config)
@@ -114,6 +118,7 @@ def run(task: str, timeout: float, out: Path, folds: int | None = None) -> dict[
         "metric": metric,
         "timeout": timeout,
         "folds": folds,
+        "folds_used": result.summary.get("folds"),
         "nntune_mean": round(retrain["mean"], 4),
         "nntune_std": round(retrain["std"], 4),
         "nntune_values": [round(v, 4) for v in retrain["values"]],
@@ -132,7 +137,9 @@ def main() -> None:
     parser.add_argument("--tasks", default=",".join(TABLE_TASKS))
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "tune-zero-config")
     parser.add_argument(
-        "--folds", type=int, default=None, help="search.folds for the study (default: none)"
+        "--folds",
+        default="auto",
+        help="search.folds for the study: auto (the default: 5 on these small sets), none, or k",
     )
     args = parser.parse_args()
     out = args.out / time.strftime("%Y%m%d-%H%M%S")

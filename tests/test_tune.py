@@ -15,6 +15,8 @@ from typing import Any
 
 import optuna
 import pytest
+import torch
+import yaml
 
 import nntune
 from nntune.config import load_config
@@ -45,6 +47,10 @@ def load(study_dir: Path, name: str = "tiny") -> optuna.Study:
     return optuna.load_study(study_name=name, storage=storage)
 
 
+def trial_folders(study_dir: Path) -> list[str]:
+    return sorted(p.name for p in (study_dir / "trials").iterdir())
+
+
 def states(study: optuna.Study) -> list[str]:
     return [t.state.name for t in study.trials]
 
@@ -61,7 +67,11 @@ def test_every_sampler_runs_a_study_end_to_end(in_tmp: Path, tiny: dict, sampler
     assert set(summary["best_params"]) <= set(SPACE)
     lines = (study_dir / "trials.csv").read_text().strip().splitlines()
     assert len(lines) == 5  # header + 4 trials
-    assert len(list((study_dir / "trials").iterdir())) == 4
+    # 64 validation rows: search.folds auto scored each trial by 5 folds, one folder each
+    assert summary["folds"] == 5
+    folders = trial_folders(study_dir)
+    assert [f for f in folders if "." not in f] == ["0000", "0001", "0002", "0003"]
+    assert len(folders) == 4 * 5
     # best.yaml is the best trial's resolved config and trains as is
     best = load_config(study_dir / "best.yaml")
     assert best.optimizer.name == summary["best_params"].get("optimizer.name", best.optimizer.name)
@@ -385,6 +395,49 @@ def test_folds_without_refit_keep_the_split(in_tmp: Path, tiny: dict) -> None:
     assert best.data.val_fold is None and best.data.val_split == load_config(tiny).data.val_split
     assert best.train.epochs == config["train"]["epochs"]
     assert result.summary["refit"] is None
+
+
+def test_folds_auto_cross_validates_where_the_validation_part_is_small(
+    in_tmp: Path, tiny: dict
+) -> None:
+    # no search block: 400 moons leave 64 validation rows, too few to rank trials on
+    config = {**copy.deepcopy(tiny), "name": "tiny"}
+    result = tune(config, trials=1, out=in_tmp / "small", quiet=True)
+    assert result.summary["folds"] == 5
+    assert "64 validation rows (< 500)" in result.summary["folds_reason"]
+    assert trial_folders(in_tmp / "small") == ["0000", *(f"0000.fold{i}" for i in range(1, 5))]
+    assert result.summary["refit"]["val_split"] == 0.0  # best.yaml trains on the whole part
+    # the study folder keeps what the user wrote, so the study resumes with the same config
+    saved = yaml.safe_load((in_tmp / "small" / "config.yaml").read_text())
+    assert saved["search"]["folds"] == "auto"
+    resumed = tune(config, trials=2, out=in_tmp / "small", quiet=True)
+    assert resumed.summary["folds"] == 5 and resumed.n_complete == 2
+
+    # null: one split, whatever the size
+    one = {**config, "search": {"folds": None}}
+    result = tune(one, trials=1, out=in_tmp / "one", quiet=True)
+    assert result.summary["folds"] is None and "null" in result.summary["folds_reason"]
+    assert trial_folders(in_tmp / "one") == ["0000"] and result.summary["refit"] is None
+
+    # 3,200 moons leave 512 validation rows: one split is steady enough there
+    large = {**config, "data": {"dataset": "moons", "n_samples": 3200}}
+    large["train"] = {**config["train"], "epochs": 1}
+    result = tune(large, trials=1, out=in_tmp / "large", quiet=True)
+    assert result.summary["folds"] is None
+    assert "512 validation rows" in result.summary["folds_reason"]
+    assert trial_folders(in_tmp / "large") == ["0000"]
+
+
+def test_folds_auto_keeps_a_validation_part_the_data_brings(in_tmp: Path, tiny: dict) -> None:
+    # a validation part of the user's own (val_data=) is what trials are scored on
+    gen = torch.Generator().manual_seed(0)
+    x, xv = torch.randn(120, 4, generator=gen), torch.randn(40, 4, generator=gen)
+    y, yv = (x[:, 0] > 0).long(), (xv[:, 0] > 0).long()
+    config = {**copy.deepcopy(tiny), "name": "own", "data": {"task": "classification"}}
+    splits = {"train": (x.numpy(), y.numpy()), "val": (xv.numpy(), yv.numpy())}
+    result = tune(config, trials=1, out=in_tmp / "own", quiet=True, data=splits)
+    assert result.summary["folds"] is None
+    assert "its own validation part" in result.summary["folds_reason"]
 
 
 def test_refit_keeps_the_split_a_config_needs(tiny: dict) -> None:

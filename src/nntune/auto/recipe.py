@@ -20,17 +20,17 @@ from nntune.data.datasets import RawDataset, is_data_file, load_dataset
 from nntune.data.pipeline import infer_task
 from nntune.data.profile import profile_frame, suggest_preprocess, text_columns
 from nntune.errors import DataError
+from nntune.search.folds import SEARCH_FOLDS, SMALL_VALIDATION
 from nntune.usercode import absolute_reference, is_reference
 
 KINDS = ("table", "signal", "image", "text")
 # below this many validation rows, accuracy moves in steps of 0.2 % or more and many trials tie
 # at the top: the search ranks trials by validation loss instead (without label smoothing,
 # which would make the losses of trials incomparable), and scores each trial by k-fold
-# cross-validation of the training part: with a hundred validation rows, the best of hundreds
-# of trials on one split is mostly the luckiest (breast_cancer: a val_loss of 0.0 on 91 rows,
-# 93.9 % on the test part where the starting recipe scores 97 %)
-SMALL_VALIDATION = 500
-SEARCH_FOLDS = 5
+# cross-validation of the training part (search.folds: auto, the rule of search/folds.py): with
+# a hundred validation rows, the best of hundreds of trials on one split is mostly the luckiest
+# (breast_cancer: a val_loss of 0.0 on 91 rows, 93.9 % on the test part where the starting
+# recipe scores 97 %)
 # a 2-D array of this many or more features is read as one signal (a row = a sequence); fewer
 # are table columns
 MIN_SIGNAL_LENGTH = 16

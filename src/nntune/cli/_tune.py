@@ -100,6 +100,8 @@ def study_lines(summary: dict) -> list[str]:
             f"best     {summary['metric']} {summary['best_value']:.4f} "
             f"(trial {summary['best_trial']})"
         )
+    if summary.get("folds"):  # why a trial trained k times, and what best_value is a mean of
+        lines.append(f"folds    {summary['folds_reason']}")
     if summary.get("pareto_front"):
         lines.append(f"pareto   {len(summary['pareto_front'])} trials on the front")
     for key, value in summary.get("best_params", {}).items():

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -446,13 +446,13 @@ class SearchConfig(Section):
         description="two or more objectives for a multi-objective study (logged metrics, "
         "parameters, seconds); replaces metric",
     )
-    folds: int | None = Field(
-        None,
-        ge=2,
+    folds: Annotated[int, Field(ge=2)] | Literal["auto"] | None = Field(
+        "auto",
         description="score each trial by k-fold cross-validation of the training part: k "
         "trainings, fold i validating (data.val_fold); the trial's value is the best point of "
         "the folds' mean curve, the pruner sees the first fold's epochs (small data: less "
-        "selection noise)",
+        "selection noise); auto: 5 folds when the validation part holds fewer than 500 rows, "
+        "else one split; null: one split",
     )
     refit: bool = Field(
         True,

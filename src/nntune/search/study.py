@@ -74,6 +74,8 @@ class Job:
     gp_startup: int = GP_DEFAULT_STARTUP  # GPSampler's random start-up trials (search/choice.py)
     gp_until: int | None = None  # complete trials after which a gp study goes on with TPE
     choice: str = "as given"  # why this sampler and pruner (search/choice.py)
+    folds: int | None = None  # search.folds resolved (search/folds.py): None is one split
+    folds_reason: str = "as given"
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -517,7 +519,7 @@ def run_trial(
     out = Path(job.study_dir) / "trials" / f"{trial.number:04d}"
     trial.set_user_attr("run_dir", str(out))
     single = len(job.objectives) == 1
-    folds = base_config.search.folds
+    folds = job.folds
     # per fold, per objective: the metric's epochs (a run-level objective: its one value)
     fold_curves: list[list[list[float | None]]] = []
     attrs: dict[str, Any] = {"run_dir": str(out)}

@@ -41,6 +41,7 @@ from nntune.errors import ConfigError, NntuneError
 from nntune.records import StudyResult
 from nntune.report import report_after
 from nntune.search.choice import choose_search, component_name
+from nntune.search.folds import resolve_folds
 from nntune.search.space import (
     candidate_names,
     component_of,
@@ -122,15 +123,22 @@ def plan_study(
 ) -> tuple[Job, Path]:
     """The job of this study: space, objectives, storage and folder, all checked up front."""
     from nntune.data import prepare_data
+    from nntune.data.pipeline import load_raw
 
     config = check_components(config)
-    bundle = prepare_data(config.data, config.seed)  # errors in the data now, not per trial
-    if config.search.folds:  # and that the training part can be cut into k folds
-        folded = ValFold(folds=config.search.folds, index=0)
+    raw = load_raw(config.data)
+    bundle = prepare_data(config.data, config.seed, raw)  # errors in the data now, not per trial
+    folds, folds_reason = resolve_folds(config, raw, bundle)
+    if folds:  # and that the training part can be cut into k folds
+        folded = ValFold(folds=folds, index=0)
         try:
-            prepare_data(config.data.model_copy(update={"val_fold": folded}), config.seed)
+            prepare_data(config.data.model_copy(update={"val_fold": folded}), config.seed, raw)
         except NntuneError as err:
-            raise ConfigError(f"search.folds = {config.search.folds}: {err}") from None
+            if config.search.folds != "auto":
+                raise ConfigError(f"search.folds = {folds}: {err}") from None
+            folds, folds_reason = None, f"one split: {folds} folds cannot be cut ({err})"
+    # trials read the resolved value: an int, or None for one split
+    config = config.model_copy(update={"search": config.search.model_copy(update={"folds": folds})})
     resolved = resolve_for_data(config, bundle)
     space = dict(config.search.space) or default_space(config, bundle.task)
     params = parse_space(space)
@@ -194,6 +202,8 @@ def plan_study(
         gp_startup=choice.gp_startup,
         gp_until=choice.gp_until,
         choice=choice.reason,
+        folds=folds,
+        folds_reason=folds_reason,
         trials=options.trials,
         deadline=deadline,
         seed=config.seed,
@@ -374,6 +384,9 @@ def write_outputs(job: Job, study_dir: Path, seconds: float) -> StudyResult:
         "sampler": job.sampler,
         "pruner": job.pruner if not multi else "none",
         "search_choice": job.choice,
+        # search.folds: the folds each trial was scored by (null: one split), and why
+        "folds": job.folds,
+        "folds_reason": job.folds_reason,
         "best_value": best_trial.values[0] if best_trial is not None and not multi else None,
         "best_params": best_params,
         "best_trial": best_trial.number if best_trial is not None else None,
