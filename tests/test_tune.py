@@ -19,11 +19,13 @@ import torch
 import yaml
 
 import nntune
-from nntune.config import load_config
+from nntune.config import config_to_dict, load_config
 from nntune.data import prepare_data
 from nntune.errors import ConfigError
 from nntune.search import tune
-from nntune.search.study import best_of_folds, make_storage
+from nntune.search.choice import choose_search
+from nntune.search.space import default_space, parse_space
+from nntune.search.study import best_of_folds, make_storage, options_of
 from nntune.search.tune import refit_config
 from tests.helpers import nntune as run_nntune
 from tests.helpers import nntune_in_process, write_config
@@ -199,6 +201,22 @@ def test_default_space_when_the_config_has_none(in_tmp: Path, tiny: dict) -> Non
     keys = set().union(*(t.params for t in study.trials))
     assert {"optimizer.lr", "optimizer.name", "train.batch_size", "model.hidden"} <= keys
     assert result.n_failed == 0
+
+
+def test_the_default_space_of_a_small_table_offers_a_linear_model(tiny: dict) -> None:
+    mlp = load_config(tiny)
+    assert default_space(mlp, "classification", small=True)["model.arch"] == {
+        "choice": ["mlp", "linear"]
+    }
+    assert "model.arch" not in default_space(mlp, "classification")  # 500 validation rows on
+    conv = load_config({**tiny, "model": {"arch": "cnn1d", "hidden": [8]}})
+    assert "model.arch" not in default_space(conv, "classification", small=True)
+    # the space stays flat, so a zero-config study of a small table is still a GP's
+    params = parse_space(default_space(mlp, "classification", small=True))
+    choice = choose_search(
+        "auto", "auto", params, config_to_dict(mlp), options_of, workers=1, objectives=1
+    )
+    assert choice.sampler == "gp"
 
 
 def test_retrain_best_reports_test_mean_and_std(in_tmp: Path, tiny: dict) -> None:

@@ -21,6 +21,10 @@ SMALL_VALIDATION = 500  # fewer validation rows than this: cross-validated trial
 SEARCH_FOLDS = 5
 
 
+def validation_rows(bundle: DataBundle) -> int:
+    return 0 if bundle.x_val is None else len(bundle.x_val)
+
+
 def resolve_folds(config: Config, raw: RawDataset, bundle: DataBundle) -> tuple[int | None, str]:
     """The folds a study scores its trials by (None: one split), and why."""
     folds: Any = config.search.folds
@@ -32,7 +36,7 @@ def resolve_folds(config: Config, raw: RawDataset, bundle: DataBundle) -> tuple[
         return None, "the data brings its own validation part: one split"
     if config.data.val_fold is not None:
         return None, "data.val_fold names the validation part: one split"
-    rows = 0 if bundle.x_val is None else len(bundle.x_val)
+    rows = validation_rows(bundle)
     if rows == 0:
         return None, "no validation part (data.val_split: 0): one split"
     if rows >= SMALL_VALIDATION:

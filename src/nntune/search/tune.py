@@ -41,7 +41,7 @@ from nntune.errors import ConfigError, NntuneError
 from nntune.records import StudyResult
 from nntune.report import report_after
 from nntune.search.choice import choose_search, component_name
-from nntune.search.folds import resolve_folds
+from nntune.search.folds import SMALL_VALIDATION, resolve_folds, validation_rows
 from nntune.search.space import (
     candidate_names,
     component_of,
@@ -140,7 +140,9 @@ def plan_study(
     # trials read the resolved value: an int, or None for one split
     config = config.model_copy(update={"search": config.search.model_copy(update={"folds": folds})})
     resolved = resolve_for_data(config, bundle)
-    space = dict(config.search.space) or default_space(config, bundle.task)
+    space = dict(config.search.space) or default_space(
+        config, bundle.task, small=validation_rows(bundle) < SMALL_VALIDATION
+    )
     params = parse_space(space)
     objectives = list(config.search.objectives or [config.search.metric])
     logged = logged_keys(bundle.task, list(resolved.train.metrics or []), bundle.x_val is not None)
