@@ -140,10 +140,12 @@ import yaml
 
 import nntune
 import nntune.search.study as study_module
-from nntune.config import config_to_dict, validate_config
+from nntune.config import Config, config_to_dict, validate_config
+from nntune.data import prepare_data
 from nntune.errors import NntuneError
 from nntune.optim import infer_mode
 from nntune.search import TuneOptions, tune
+from nntune.search.folds import SMALL_VALIDATION, validation_rows
 from nntune.search.space import Param, config_point, default_space, parse_space, suggest
 from nntune.search.study import make_storage, options_of, trial_config
 from nntune.train.build import check_components
@@ -360,6 +362,14 @@ def run_nntune(task: str, method: str, seed: int, budget_epochs: int, folder: Pa
     return StudyRecord(task, method, seed, folder, trials, seconds)
 
 
+def task_space(task: str, base: Config) -> list[Param]:
+    """The space nntune.search.tune builds for the task's config (a small table's includes the
+    linear candidate), so that every method searches the same one."""
+    bundle = prepare_data(base.data, base.seed)
+    small = validation_rows(bundle) < SMALL_VALIDATION
+    return parse_space(default_space(base, str(TASKS[task]["data"]["task"]), small=small))
+
+
 def run_optuna(task: str, seed: int, budget_epochs: int, folder: Path) -> StudyRecord:
     """Optuna's defaults on nntune's default space: TPE, no pruning, no start config."""
     name = f"{task}-optuna-s{seed}"
@@ -367,7 +377,7 @@ def run_optuna(task: str, seed: int, budget_epochs: int, folder: Path) -> StudyR
     # names), so the space and the trial configs are the ones nntune's trials get
     base_dict = config_to_dict(check_components(validate_config(task_config(task, seed, name))))
     base = validate_config(base_dict)
-    params = parse_space(default_space(base, str(TASKS[task]["data"]["task"])))
+    params = task_space(task, base)
     minimize = infer_mode(METRIC) == "min"
     ledger = EpochLedger(budget_epochs)
 
@@ -484,7 +494,7 @@ def run_flaml(task: str, seed: int, budget_epochs: int, folder: Path) -> StudyRe
     name = f"{task}-flaml-s{seed}"
     base_dict = config_to_dict(check_components(validate_config(task_config(task, seed, name))))
     base = validate_config(base_dict)
-    params = parse_space(default_space(base, str(TASKS[task]["data"]["task"])))
+    params = task_space(task, base)
     minimize = infer_mode(METRIC) == "min"
     worst = math.inf if minimize else -math.inf
     trials: list[TrialRecord] = []
