@@ -5,9 +5,9 @@ With a few hundred validation rows, accuracy moves in steps of 0.2 % or more, ma
 the top, and the best of hundreds of trials on one split is mostly the luckiest one: a
 zero-config 300-second study on breast_cancer (91 validation rows) retrained to 95.3 % test
 accuracy, with 5 folds to 96.5 %; on diabetes (about 70 rows) to an RMSE of 60.6 ± 2.7, with 5
-folds 57.9 ± 0.1 (docs/benchmarks.md, Small budgets). scikit-learn's searches cross-validate by default for the
-same reason. From 500 validation rows one split is steady enough, and k trainings per trial
-would cost k times the trials.
+folds 57.9 ± 0.1 (docs/benchmarks.md, Small budgets). scikit-learn's searches cross-validate
+by default for the same reason. From 500 validation rows one split is steady enough, and k
+trainings per trial would cost k times the trials.
 """
 
 from __future__ import annotations
