@@ -242,3 +242,20 @@ def test_a_diverging_run_stops_with_a_clear_error(in_tmp: Path) -> None:
     summary = json.loads(Path("run/summary.json").read_text())
     assert summary["status"] == "failed"
     assert "non-finite" in summary["stop_reason"] or "diverges" in summary["stop_reason"]
+
+
+def test_evaluation_chunks_on_a_cpu_are_sized_by_the_sample() -> None:
+    from nntune.train.evaluate import eval_batch_size, predict_outputs
+
+    assert eval_batch_size(torch.zeros(10_000, 1, 28, 28)) == 2**17 // 784  # 167 images
+    assert eval_batch_size(torch.zeros(10_000, 30)) == 4096  # a table: the most rows
+    assert eval_batch_size(torch.zeros(10, 3, 512, 512)) == 64  # large images: the fewest
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 26 * 26, 3)
+    )
+    model.train()
+    x = torch.randn(400, 1, 28, 28)
+    chunked = predict_outputs(model, x)  # chunks of 167, 167 and 66
+    assert model.training  # the mode is restored
+    torch.testing.assert_close(chunked, predict_outputs(model, x, batch_size=4096))

@@ -75,7 +75,7 @@ class EngineSettings:
     channels_last: bool = False  # 4-D batches in the channels-last memory format
     # the global gradient norm is measured every this many steps (it costs a few kernels)
     grad_norm_every: int = 10
-    eval_batch_size: int = 4096
+    eval_batch_size: int | None = None  # None: by the device and the sample's size
     penalized: Sequence[nn.Parameter] = field(default_factory=list)
 
 

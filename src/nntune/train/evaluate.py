@@ -11,10 +11,30 @@ from nntune.losses import Loss
 from nntune.metrics import compute_metrics, metric_names, needs_probabilities
 from nntune.usercode import short_name
 
+# Evaluation chunks on a CPU hold about this many input values: the activations of a chunk of
+# images then stay in the caches. The Fashion-MNIST recipe's ResNet on 28×28 images, 2 AVX2
+# cores, channels-last: 821 images/s in chunks of 4,096, 1,422 in 512, 1,750 in 128.
+CPU_EVAL_VALUES = 2**17
+EVAL_BATCH = (64, 4096)  # the fewest and most rows per chunk (a table's rows are 4,096 a chunk)
+
+
+def eval_batch_size(x: torch.Tensor) -> int:
+    """Rows per evaluation chunk: 4,096 on an accelerator; on a CPU as many as hold about
+    CPU_EVAL_VALUES input values (167 images of 28×28, 4,096 rows of a table)."""
+    low, high = EVAL_BATCH
+    if x.device.type != "cpu" or len(x) == 0:
+        return high
+    per_row = max(1, x[0].numel())
+    return max(low, min(high, CPU_EVAL_VALUES // per_row))
+
 
 @torch.no_grad()
-def predict_outputs(model: nn.Module, x: torch.Tensor, batch_size: int = 4096) -> torch.Tensor:
-    """Model outputs for every row of ``x``, in eval mode, in chunks; restores the mode after."""
+def predict_outputs(
+    model: nn.Module, x: torch.Tensor, batch_size: int | None = None
+) -> torch.Tensor:
+    """Model outputs for every row of ``x``, in eval mode, in chunks (``eval_batch_size`` rows
+    unless ``batch_size``); restores the mode after."""
+    batch_size = batch_size or eval_batch_size(x)
     was_training = model.training
     model.eval()
     try:
@@ -77,7 +97,7 @@ def evaluate(
     x: torch.Tensor,
     y: torch.Tensor,
     metrics: list[str] | None = None,
-    batch_size: int = 4096,
+    batch_size: int | None = None,
 ) -> dict[str, float]:
     """Loss and metrics of ``model`` on ``(x, y)``."""
     return score(loss, task, predict_outputs(model, x, batch_size), y, metrics)
