@@ -493,6 +493,39 @@ def test_a_textcnn_run_exports_to_onnx_taking_int64_token_ids(
     np.testing.assert_allclose(logits, expected, atol=1e-5)
 
 
+@pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
+@pytest.mark.parametrize("weighting", ["mean", "tfidf"])
+def test_a_bag_exports_and_its_file_reads_texts_of_any_length(
+    sentiment_csv: Path, tmp_path: Path, fmt: str, weighting: str
+) -> None:
+    """The bag drops the batch's all-PAD columns before pooling; an exported file must not
+    keep the length of the batch it was traced with: a batch of short texts and one of a
+    text filling every position give the run's own outputs."""
+    from nntune.compress import export_run
+
+    config = text_config(sentiment_csv, {"name": "bag", "weighting": weighting}, hidden=[])
+    config["train"]["epochs"] = 2
+    run = nntune.train(config, out=tmp_path / "bag", progress=False).run_dir
+    path = tmp_path / f"m.{'onnx' if fmt == 'onnx' else 'pt'}"
+    result = export_run(run, fmt, out=path)
+    assert result["verified"]["passed"]
+    predictor = nntune.load_run(run)
+    short = predictor.token_ids(["a lovely story", "boring plot", ""])
+    full = short.clone()
+    full[0] = torch.arange(2, 2 + full.shape[1])  # every position a real token
+    for ids in (short, full):
+        with torch.no_grad():
+            expected = predictor.model(ids).numpy()
+        if fmt == "onnx":
+            import onnxruntime
+
+            session = onnxruntime.InferenceSession(str(path))
+            (got,) = session.run(None, {session.get_inputs()[0].name: ids.numpy()})
+        else:
+            got = torch.jit.load(str(path))(ids).detach().numpy()
+        np.testing.assert_allclose(got, expected, atol=1e-5)
+
+
 # --- bad input ------------------------------------------------------------------------------
 
 BAD_CONFIGS = [
