@@ -94,6 +94,27 @@ def test_the_recipe_is_a_bag_below_the_ratio_and_a_text_cnn_above(tmp_path: Path
     assert starting_config(many, "many")["model"]["arch"]["name"] == "textcnn"
 
 
+def test_a_bag_reads_whole_texts_of_each_tokenizer_it_may_use(tmp_path: Path) -> None:
+    """The bag's tokenizers keep the 95th percentile of their tokens per text (of the profile's
+    fitted 80 %), up to BAG_MAX_LENGTH: character 4-grams make about four tokens a character,
+    so auto's max_length (95th percentile, at most 1,000 tokens: for sequence archs) would cut
+    many texts; a text set with long texts gets the cap."""
+    from nntune.auto.recipe import BAG_MAX_LENGTH, bag_tokenizers
+    from nntune.data.text import build_tokenizer
+
+    facts = understand(str(reviews(tmp_path / "r.csv", 400, words=(30, 60))), "sentiment")
+    texts = pd.read_csv(tmp_path / "r.csv")["review"].tolist()
+    found = {t["name"]: t for t in bag_tokenizers(facts)}
+    for name, ngrams in (("word", 2), ("char", 4)):
+        assert found[name]["ngrams"] == ngrams
+        tokens = [len(build_tokenizer(name, {"ngrams": ngrams}).tokens(t)) for t in texts]
+        # the profile's 80 % and all the texts agree within a few tokens
+        assert abs(found[name]["max_length"] - np.percentile(tokens, 95)) <= 0.05 * max(tokens)
+    assert 1000 < found["char"]["max_length"] < BAG_MAX_LENGTH  # ~50 words: ~1,300 4-grams
+    longer = understand(str(reviews(tmp_path / "l.csv", 50, words=(300, 400))), "sentiment")
+    assert {t["name"]: t["max_length"] for t in bag_tokenizers(longer)}["char"] == BAG_MAX_LENGTH
+
+
 def test_auto_takes_a_csv_with_a_text_column(tmp_path: Path, capsys: Any) -> None:
     reviews(tmp_path / "reviews.csv", 400)
     done = nntune_in_process(
@@ -110,6 +131,10 @@ def test_auto_takes_a_csv_with_a_text_column(tmp_path: Path, capsys: Any) -> Non
         "weighting": "tfidf",
     }
     assert start["search"]["space"]["model.embedding"] == {"choice": [64, 128, 256]}
+    # words or character n-grams, the recipe's words first (the study's first trial)
+    tokenizers = start["search"]["space"]["data.tokenizer"]["choice"]
+    assert [t["name"] for t in tokenizers] == ["word", "char"]
+    assert start["data"]["tokenizer"] == tokenizers[0]
     assert (tmp_path / "a" / "model.onnx").exists()
     # the retrained seeds hold out the split the search held out (--seed 1's), never one the
     # search chose on

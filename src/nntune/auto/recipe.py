@@ -41,6 +41,20 @@ SMALL_SERIES_MIN_EPOCHS = 60
 # text: Google's text-classification guide measured the ratio of training samples to words per
 # sample: below ~1,500 a bag of n-grams wins, above a sequence model (its sepCNN; here textcnn)
 TEXT_SEQUENCE_RATIO = 1500
+# the bag's tokenizers (the first is the recipe's, the search chooses between them by
+# validation): words and bigrams, and character 1- to 4-grams, which gave scikit-learn's linear
+# SVM 57.4 % against 47.2 % on the 29 fortune categories and 78.0 % against 78.1 % on Rotten
+# Tomatoes (split 0, docs/benchmarks.md "Text columns"): style and spelling carry the label in
+# some text sets, words in others. Every training token is kept (unknown ones weigh 0)
+BAG_TOKENIZERS: tuple[dict[str, Any], ...] = (
+    {"name": "word", "ngrams": 2, "max_tokens": 300000, "min_freq": 1},
+    {"name": "char", "ngrams": 4, "max_tokens": 300000, "min_freq": 1},
+)
+# a bag's max_length: the 95th percentile of its tokens per training text, up to this many: the
+# bag's cost follows the real tokens (the id matrix's width costs memory only), and a text cut at
+# 1,000 character n-grams lost 2.5 points on fortunes; sequence archs keep max_length auto
+# (at most 1,000)
+BAG_MAX_LENGTH = 5000
 
 
 @dataclass
@@ -288,6 +302,15 @@ def text_profile(
         "oov_rate": counts["oov"] / max(counts["tokens"], 1),
         "empty_texts": sum(not t.strip() for t in texts),
     }
+    # tokens per text at the 95th percentile, for each tokenizer a bag may read
+    fitted = [texts[i] for i in order[:cut]]
+    profile["bag_lengths"] = {}
+    for options in BAG_TOKENIZERS:
+        splitter = build_tokenizer(
+            options["name"], {k: v for k, v in options.items() if k != "name"}
+        )
+        lengths = [len(splitter.tokens(t)) for t in fitted]
+        profile["bag_lengths"][tokenizer_label(options)] = int(np.percentile(lengths, 95))
     if task == "classification":
         names, n = np.unique(np.asarray(y).astype(str), return_counts=True)
         profile["class_counts"] = dict(zip(names.tolist(), n.tolist(), strict=True))
@@ -517,7 +540,7 @@ def text_recipe(facts: DataFacts, n: int, monitor: str) -> tuple[dict[str, Any],
         # plain mean by 0.8 points on Rotten Tomatoes and 5.0 on fortunes (docs/benchmarks.md).
         # Words seen once are kept: they weigh by their idf, and unknown ones weigh 0 (with the
         # mean, min_freq 2 kept them OOV: 1 % unknown tokens in training, 25 % in validation)
-        tokenizer = {"name": "word", "ngrams": 2, "max_tokens": 300000, "min_freq": 1}
+        tokenizer = bag_tokenizers(facts)[0]
         model = {
             "arch": {"name": "bag", "weighting": "tfidf"},
             "hidden": [],
@@ -534,6 +557,26 @@ def text_recipe(facts: DataFacts, n: int, monitor: str) -> tuple[dict[str, Any],
             "early_stopping": {"monitor": monitor, "patience": 6, "restore_best": True},
         },
     }
+
+
+def tokenizer_label(options: dict[str, Any]) -> str:
+    """'word_2' for words and bigrams: the key of a bag tokenizer in the profile."""
+    return f"{options['name']}_{options.get('ngrams', 1)}"
+
+
+def bag_tokenizers(facts: DataFacts) -> list[dict[str, Any]]:
+    """BAG_TOKENIZERS, each with its max_length from the profile (auto's rule where the profile
+    has none: a profile written before bag_lengths)."""
+    lengths = (facts.profile or {}).get("bag_lengths") or {}
+    found = []
+    for options in BAG_TOKENIZERS:
+        length = lengths.get(tokenizer_label(options))
+        found.append(
+            {**options, "max_length": min(max(int(length), 1), BAG_MAX_LENGTH)}
+            if length
+            else dict(options)
+        )
+    return found
 
 
 def search_space(facts: DataFacts, config: Config) -> dict[str, dict[str, Any]]:
@@ -556,4 +599,6 @@ def search_space(facts: DataFacts, config: Config) -> dict[str, dict[str, Any]]:
     if facts.kind == "text" and config.model.arch.name == "bag":
         # the rank of the bag's linear map: 29 fortune classes gained 1.0 point from 64 to 256
         space["model.embedding"] = {"choice": [64, 128, 256]}
+        # words or character n-grams: which carries the label is the data's to say
+        space["data.tokenizer"] = {"choice": bag_tokenizers(facts)}
     return space
