@@ -33,7 +33,13 @@ from typing import Any
 
 import yaml
 
-from nntune.auto.recipe import DataFacts, search_space, starting_config, understand
+from nntune.auto.recipe import (
+    DataFacts,
+    bag_tokenizers,
+    search_space,
+    starting_config,
+    understand,
+)
 from nntune.config import config_to_yaml, load_config
 from nntune.errors import ConfigError, NntuneError
 from nntune.train.build import check_components
@@ -205,6 +211,18 @@ class Auto:
         checked = check_components(load_config(config))  # valid before anything trains
         config["search"]["space"] = search_space(self.facts, checked)
         self.config = config
+        note = None
+        if self.facts.kind == "text" and checked.model.arch.name == "bag":
+            # which tokens the bag reads: a linear probe on the validation part, in seconds
+            # (the search would spend whole trials on it; auto/tokenizer_probe.py)
+            from nntune.auto.tokenizer_probe import choose_tokenizer
+
+            chosen, probe = choose_tokenizer(config, bag_tokenizers(self.facts), self.seed)
+            config["data"]["tokenizer"] = chosen
+            self.record["tokenizer_probe"] = probe
+            note = f"tokens: {chosen['name']} up to {chosen.get('ngrams', 1)}-grams" + (
+                f" ({probe['skipped']})" if "skipped" in probe else ""
+            )
         self._write_yaml("start.yaml", config)
         self.record["start_config"] = str(self.folder / "start.yaml")
         facts = self.facts
@@ -212,7 +230,7 @@ class Auto:
             f"auto: {facts.kind} data, {facts.task}, {facts.n_rows} rows "
             f"{facts.sample_shape}; model {_arch(config)}"
         )
-        return None
+        return note
 
     def _lr_find(self) -> str | None:
         from nntune.doctor.lr_find import lr_find

@@ -599,6 +599,4 @@ def search_space(facts: DataFacts, config: Config) -> dict[str, dict[str, Any]]:
     if facts.kind == "text" and config.model.arch.name == "bag":
         # the rank of the bag's linear map: 29 fortune classes gained 1.0 point from 64 to 256
         space["model.embedding"] = {"choice": [64, 128, 256]}
-        # words or character n-grams: which carries the label is the data's to say
-        space["data.tokenizer"] = {"choice": bag_tokenizers(facts)}
     return space

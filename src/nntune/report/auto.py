@@ -157,6 +157,22 @@ def auto_report(result: dict[str, Any], folder: Path) -> Page:
 
     page.heading("Decisions")
     rows: list[tuple[Any, ...]] = []
+    probe = result.get("tokenizer_probe")
+    if probe and probe.get("scores"):
+        chosen = probe["chosen"]
+        scores = ", ".join(
+            f"{s['tokenizer']['name']} {s['tokenizer'].get('ngrams', 1)}-grams "
+            f"{fmt(s['score'])} ± {fmt(s['standard_error'])}"
+            for s in probe["scores"]
+        )
+        rows.append(
+            (
+                "tokens",
+                f"{chosen['name']} up to {chosen.get('ngrams', 1)}-grams, max_length "
+                f"{chosen.get('max_length', 'auto')} ({probe['model']} on TF-IDF, validation "
+                f"{probe['scores'][0]['metric']}: {scores})",
+            )
+        )
     lr = result.get("lr_find")
     if lr:
         rows.append(
