@@ -2,9 +2,9 @@
 models from scikit-learn on the same splits, and the bag arch's training speed. One JSON line
 per figure on stdout, progress on stderr.
 
-    python bench/text.py [--datasets rt,fortunes] [--splits 3] [--auto] [--budget 10m]
-        [--quick] [--out runs/bench-text] [--throughput-epochs 4] [--throughput-batch 64,256]
-        [--throughput-rounds 3] [--no-throughput]
+    python bench/text.py [--datasets rt,fortunes] [--splits 3] [--first-split 0] [--auto]
+        [--budget 10m] [--quick] [--out runs/bench-text] [--throughput-epochs 4]
+        [--throughput-batch 64,256] [--throughput-rounds 3] [--no-throughput]
 
 The data sets, written once as CSV files under ``--out``/data:
 
@@ -495,6 +495,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--datasets", default="rt,fortunes")
     parser.add_argument("--splits", type=int, default=3)
+    parser.add_argument("--first-split", type=int, default=0,
+                        help="runs splits first .. first+splits-1")  # fmt: skip
     parser.add_argument("--auto", action="store_true", help="also nntune auto (--budget a split)")
     parser.add_argument("--budget", default="10m")
     parser.add_argument("--quick", action="store_true", help="1 split, 1 throughput round")
@@ -529,7 +531,7 @@ def main() -> None:
              **info)  # fmt: skip
         lines: list[dict[str, Any]] = []
         recipe: dict[str, Any] | None = None
-        for split in range(args.splits):
+        for split in range(args.first_split, args.first_split + args.splits):
             for line in baselines(data, split):
                 emit(**line)
                 lines.append(line)

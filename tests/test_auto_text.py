@@ -131,10 +131,10 @@ def test_auto_takes_a_csv_with_a_text_column(tmp_path: Path, capsys: Any) -> Non
         "weighting": "tfidf",
     }
     assert start["search"]["space"]["model.embedding"] == {"choice": [64, 128, 256]}
-    # words or character n-grams, the recipe's words first (the study's first trial)
-    tokenizers = start["search"]["space"]["data.tokenizer"]["choice"]
-    assert [t["name"] for t in tokenizers] == ["word", "char"]
-    assert start["data"]["tokenizer"] == tokenizers[0]
+    # the tokens were chosen by the probe before the search (words: the class is in them)
+    assert result["tokenizer_probe"]["chosen"] == start["data"]["tokenizer"]
+    assert start["data"]["tokenizer"]["name"] == "word"
+    assert "data.tokenizer" not in start["search"]["space"]
     assert (tmp_path / "a" / "model.onnx").exists()
     # the retrained seeds hold out the split the search held out (--seed 1's), never one the
     # search chose on
@@ -149,3 +149,56 @@ def test_auto_takes_a_csv_with_a_text_column(tmp_path: Path, capsys: Any) -> Non
     )
     predicted = nntune.load_run(final).predict(["a superb and charming film", "dull and boring"])
     assert predicted["predictions"] == ["fresh", "rotten"]
+
+
+def punctuated(path: Path, n: int, seed: int = 0) -> Path:
+    """Reviews whose class is in their punctuation only ("!!" or "??" after a random word):
+    the word tokenizer strips punctuation and cannot see it, character n-grams can."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for _ in range(n):
+        good = bool(rng.integers(2))
+        body = list(rng.choice(FILLER + GOOD + BAD, size=int(rng.integers(6, 12))))
+        at = int(rng.integers(len(body)))
+        body[at] += "!!" if good else "??"
+        rows.append((" ".join(body), "fresh" if good else "rotten"))
+    pd.DataFrame(rows, columns=["review", "sentiment"]).to_csv(path, index=False)
+    return path
+
+
+def test_the_tokenizer_probe_picks_the_tokens_that_carry_the_label(tmp_path: Path) -> None:
+    """Words when the class is in the words; character n-grams when it is in the punctuation
+    (which words strip): the probe's linear SVM scores each on the validation part."""
+    from nntune.auto.recipe import bag_tokenizers
+    from nntune.auto.tokenizer_probe import choose_tokenizer
+
+    for csv, expected in ((reviews(tmp_path / "w.csv", 400), "word"),
+                          (punctuated(tmp_path / "p.csv", 400), "char")):  # fmt: skip
+        facts = understand(str(csv), "sentiment")
+        config = starting_config(facts, "x")
+        chosen, record = choose_tokenizer(config, bag_tokenizers(facts), 0)
+        assert chosen["name"] == expected, record
+        scores = {s["tokenizer"]["name"]: s["score"] for s in record["scores"]}
+        assert scores[expected] > 0.9
+        if expected == "char":
+            assert scores["word"] < 0.7  # the words alone say nothing of the class
+        assert 50 <= record["scores"][0]["texts"] <= 80  # the validation part, ~0.8 x 0.2 x 400
+
+
+def test_the_probes_tfidf_vectors_are_what_the_bag_pools() -> None:
+    """tfidf_matrix (the probe's features) and the bag's tfidf_weights summed per token give
+    the same vectors, so the probe scores the features the bag is a linear model of."""
+    import torch
+
+    from nntune.auto.tokenizer_probe import tfidf_matrix
+    from nntune.models.text import tfidf_weights
+
+    rng = np.random.default_rng(0)
+    ids = rng.integers(0, 12, size=(20, 9))
+    ids[3] = 0  # an empty text
+    idf = np.concatenate([[0.0, 0.0], rng.uniform(1.0, 3.0, 10)])
+    weights = tfidf_weights(torch.from_numpy(ids), torch.from_numpy(idf)).numpy()
+    pooled = np.zeros((20, 12))
+    for row in range(20):
+        np.add.at(pooled[row], ids[row], weights[row])
+    np.testing.assert_allclose(tfidf_matrix(ids, idf).toarray(), pooled, atol=1e-9)
