@@ -41,11 +41,12 @@ SMALL_SERIES_MIN_EPOCHS = 60
 # text: Google's text-classification guide measured the ratio of training samples to words per
 # sample: below ~1,500 a bag of n-grams wins, above a sequence model (its sepCNN; here textcnn)
 TEXT_SEQUENCE_RATIO = 1500
-# the bag's tokenizers (the first is the recipe's, the search chooses between them by
-# validation): words and bigrams, and character 1- to 4-grams, which gave scikit-learn's linear
-# SVM 57.4 % against 47.2 % on the 29 fortune categories and 78.0 % against 78.1 % on Rotten
-# Tomatoes (split 0, docs/benchmarks.md "Text columns"): style and spelling carry the label in
-# some text sets, words in others. Every training token is kept (unknown ones weigh 0)
+# the bag's tokenizers (the first is the recipe's; auto's probe chooses between them on the
+# validation part, auto/tokenizer_probe.py): words and bigrams, and character 1- to 4-grams,
+# which gave scikit-learn's linear SVM 57.4 % against 47.2 % on the 29 fortune categories and
+# 78.0 % against 78.1 % on Rotten Tomatoes (split 0, docs/benchmarks.md "Text columns"): style
+# and spelling carry the label in some text sets, words in others. Every training token is kept
+# (unknown ones weigh 0)
 BAG_TOKENIZERS: tuple[dict[str, Any], ...] = (
     {"name": "word", "ngrams": 2, "max_tokens": 300000, "min_freq": 1},
     {"name": "char", "ngrams": 4, "max_tokens": 300000, "min_freq": 1},
