@@ -25,29 +25,34 @@ from typing import Any
 import numpy as np
 
 from nntune.config import validate_config
+from nntune.data import RawDataset
 
 
 def tfidf_matrix(ids: np.ndarray, idf: np.ndarray) -> Any:
-    """The bag's TF-IDF vectors of token ids (N, length) as a sparse matrix: (1 + ln tf) × idf
-    per distinct token, L2-normalized per text; PAD and OOV (idf 0) dropped."""
+    """The bag's TF-IDF vectors of token ids (N, length) as a sparse matrix: the bag's own
+    per-position weights (``tfidf_weights``) summed per distinct token; PAD and OOV (idf 0)
+    dropped."""
+    import torch
     from scipy import sparse
-    from sklearn.preprocessing import normalize
 
+    from nntune.models.text import tfidf_weights
+
+    weights = tfidf_weights(torch.from_numpy(ids), torch.from_numpy(idf)).numpy().reshape(-1)
     rows = np.repeat(np.arange(ids.shape[0]), ids.shape[1])
-    columns = ids.reshape(-1)
-    keep = idf[columns] > 0
-    counts = sparse.csr_matrix(
-        (np.ones(int(keep.sum())), (rows[keep], columns[keep])), shape=(ids.shape[0], len(idf))
+    keep = weights != 0
+    vectors = sparse.csr_matrix(
+        (weights[keep], (rows[keep], ids.reshape(-1)[keep])), shape=(ids.shape[0], len(idf))
     )
-    counts.sum_duplicates()
-    counts.data = (1.0 + np.log(counts.data)) * idf[counts.indices]
-    return normalize(counts)
+    vectors.sum_duplicates()
+    return vectors
 
 
-def probe_score(config: dict[str, Any], seed: int) -> dict[str, Any] | None:
+def probe_score(
+    config: dict[str, Any], seed: int, raw: RawDataset | None = None
+) -> dict[str, Any] | None:
     """The validation score of a linear model on the config's tokens (accuracy for
     classification, R² for regression) and its standard error; None without a validation
-    part."""
+    part. ``raw``: the data as loaded already (read once for every candidate)."""
     from sklearn.linear_model import Ridge
     from sklearn.svm import LinearSVC
 
@@ -55,7 +60,7 @@ def probe_score(config: dict[str, Any], seed: int) -> dict[str, Any] | None:
     from nntune.data.text import Tokenizer
 
     data = validate_config(config).data
-    bundle = prepare_data(data, seed)
+    bundle = prepare_data(data, seed, raw=raw)
     if bundle.text is None or bundle.x_val is None or bundle.y_val is None or not len(bundle.y_val):
         return None
     idf = Tokenizer.from_state(bundle.text["tokenizer"]).idf().astype(np.float64)
@@ -85,12 +90,15 @@ def choose_tokenizer(
     """(the chosen candidate, the record auto.json keeps): the first candidate unless another
     scores above it by more than the first's standard error (then the best of those); the
     first also when there is no validation part to score on."""
+    from nntune.data.pipeline import load_raw
+
     started = time.perf_counter()
+    raw = load_raw(validate_config(config).data)  # the tokenizer does not change what is read
     scores: list[dict[str, Any]] = []
     for options in candidates:
         trial = copy.deepcopy(config)
         trial["data"]["tokenizer"] = options
-        found = probe_score(trial, seed)
+        found = probe_score(trial, seed, raw)
         if found is None:
             return candidates[0], {"skipped": "no validation part to score the tokenizers on"}
         scores.append({"tokenizer": options, **{k: _round(v) for k, v in found.items()}})
