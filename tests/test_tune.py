@@ -392,10 +392,10 @@ def test_folds_score_each_trial_by_the_mean_of_its_folds(in_tmp: Path, tiny: dic
         assert trial.user_attrs["fold_values"] == pytest.approx(at_best)
         # never below the mean of each fold's own minimum, the optimistic score it replaces
         assert trial.value >= sum(min(curve) for curve in curves) / 3 - 1e-9
-        assert trial.user_attrs["fold_epoch"] == best_epoch + 1
+        assert trial.user_attrs["best_epoch"] == best_epoch + 1
         assert validated == 320  # the folds' validation parts make up the whole training part
     # best.yaml is refit: the whole training part for the best trial's chosen epochs
-    chosen = study.best_trial.user_attrs["fold_epoch"]
+    chosen = study.best_trial.user_attrs["best_epoch"]
     best = load_config(result.best_config)
     assert best.data.val_fold is None and best.data.val_split == 0.0
     assert best.train.epochs == chosen and best.train.early_stopping is None
@@ -404,6 +404,31 @@ def test_folds_score_each_trial_by_the_mean_of_its_folds(in_tmp: Path, tiny: dic
     assert len(refit.history.values("train_loss")) == chosen
     assert refit.history.values("val_loss") == [None] * chosen  # no validation part
     assert len(prepare_data(best.data, best.seed).y_train) == 320
+
+
+def test_one_split_is_refit_for_the_best_epoch_of_its_validation_curve(
+    in_tmp: Path, tiny: dict
+) -> None:
+    config = tiny_study_config(tiny, metric="val_loss", folds=None)
+    config["train"]["epochs"] = 6
+    result = tune(config, trials=2, sampler="random", pruner="none", out=in_tmp / "study")
+    study = load(in_tmp / "study")
+    for trial in study.trials:
+        lines = (Path(trial.user_attrs["run_dir"]) / "metrics.jsonl").read_text().splitlines()
+        curve = [json.loads(line)["val_loss"] for line in lines]
+        assert trial.value == pytest.approx(min(curve))
+        assert trial.user_attrs["best_epoch"] == curve.index(min(curve)) + 1
+    chosen = study.best_trial.user_attrs["best_epoch"]
+    assert result.summary["refit"] == {"epochs": chosen, "val_split": 0.0}
+    split = load_config(Path(study.best_trial.user_attrs["run_dir"]) / "config.yaml")
+    best = load_config(result.best_config)
+    assert best.train.epochs == chosen and best.train.early_stopping is None
+    # the validation part joins the training part; the test part stays out
+    rows = {len(prepare_data(c.data, c.seed).y_train) for c in (split, best)}
+    assert rows == {256, 320}
+    assert len(prepare_data(best.data, best.seed).y_test) == 80
+    refit = nntune.train(result.best_config, out=in_tmp / "refit", progress=False)
+    assert refit.history.values("val_loss") == [None] * chosen
 
 
 def test_folds_without_refit_keep_the_split(in_tmp: Path, tiny: dict) -> None:
@@ -435,7 +460,8 @@ def test_folds_auto_cross_validates_where_the_validation_part_is_small(
     one = {**config, "search": {"folds": None}}
     result = tune(one, trials=1, out=in_tmp / "one", quiet=True)
     assert result.summary["folds"] is None and "null" in result.summary["folds_reason"]
-    assert trial_folders(in_tmp / "one") == ["0000"] and result.summary["refit"] is None
+    assert trial_folders(in_tmp / "one") == ["0000"]
+    assert result.summary["refit"]["val_split"] == 0.0  # one split is refit too
 
     # 3,200 moons leave 512 validation rows: one split is steady enough there
     large = {**config, "data": {"dataset": "moons", "n_samples": 3200}}
@@ -456,6 +482,8 @@ def test_folds_auto_keeps_a_validation_part_the_data_brings(in_tmp: Path, tiny: 
     result = tune(config, trials=1, out=in_tmp / "own", quiet=True, data=splits)
     assert result.summary["folds"] is None
     assert "its own validation part" in result.summary["folds_reason"]
+    # and best.yaml keeps it: a refit could not fold it into the training part
+    assert result.summary["refit"] == {"skipped": "the data brings its own validation part"}
 
 
 def test_refit_keeps_the_split_a_config_needs(tiny: dict) -> None:
@@ -464,7 +492,7 @@ def test_refit_keeps_the_split_a_config_needs(tiny: dict) -> None:
     assert same is plateau and "val_accuracy" in said["skipped"]
     plain = load_config(tiny)
     same, said = refit_config(plain, None)
-    assert same is plain and "fold_epoch" in said["skipped"]
+    assert same is plain and "best epoch" in said["skipped"]
     refit, said = refit_config(plain, 2)
     assert (refit.train.epochs, refit.data.val_split, said) == (
         2,
@@ -492,6 +520,7 @@ def test_cli_prints_the_study_and_best_config_trains(in_tmp: Path, tiny: dict, c
     done = nntune_in_process(capsys, "tune", "cfg.yaml", "--trials", "3", cwd=in_tmp)
     assert done.returncode == 0, done.stderr
     assert "best     val_accuracy" in done.stdout
+    assert "refit    best.yaml trains on the whole training part for" in done.stdout
     assert "trial    0" in done.stderr  # one line per finished trial, on stderr
     result = nntune.train(in_tmp / "runs" / "tiny" / "best.yaml", out=in_tmp / "again")
     assert result.summary["status"] == "completed"

@@ -111,6 +111,13 @@ def study_lines(summary: dict) -> list[str]:
         lines.append(f"matters  {shown}")
     for metric, stats in (summary.get("retrain") or {}).items():
         lines.append(f"retrain  {metric} {stats['mean']:.4f} ± {stats['std']:.4f}")
+    refit = summary.get("refit") or {}
+    if "epochs" in refit:  # best.yaml has no validation part: say so before it is trained
+        lines.append(
+            f"refit    best.yaml trains on the whole training part for {refit['epochs']} epochs"
+        )
+    elif refit:
+        lines.append(f"refit    not refit: {refit['skipped']}")
     if summary.get("best_config"):
         lines.append(f"config   {summary['best_config']}  (nntune train {summary['best_config']})")
     return lines

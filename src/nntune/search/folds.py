@@ -45,3 +45,14 @@ def resolve_folds(config: Config, raw: RawDataset, bundle: DataBundle) -> tuple[
         f"{rows} validation rows (< {SMALL_VALIDATION}): each trial scored by "
         f"{SEARCH_FOLDS}-fold cross-validation of the training part"
     )
+
+
+def refit_blocker(raw: RawDataset, bundle: DataBundle) -> str | None:
+    """Why best.yaml of a one-split study cannot be refit on the whole training part (None: it
+    can). The refit drops the validation part that ``data.val_split`` (or ``data.val_fold``)
+    cut from the training part; a validation part the data brings stays one."""
+    if raw.x_val is not None or (isinstance(raw.source, dict) and "val" in raw.source):
+        return "the data brings its own validation part"
+    if validation_rows(bundle) == 0:
+        return "no validation part (data.val_split: 0)"
+    return None

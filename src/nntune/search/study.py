@@ -76,6 +76,8 @@ class Job:
     choice: str = "as given"  # why this sampler and pruner (search/choice.py)
     folds: int | None = None  # search.folds resolved (search/folds.py): None is one split
     folds_reason: str = "as given"
+    # why a one-split study's best.yaml keeps its split (search/folds.py refit_blocker)
+    refit_blocker: str | None = None
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -573,8 +575,8 @@ def run_trial(
     if folds:
         per_fold = [list(values) for values in zip(*(at for _, at, _ in scored), strict=True)]
         attrs["fold_values"] = [v[0] if single else v for v in per_fold]
-        if job.objectives[0] not in RUN_OBJECTIVES:
-            attrs["fold_epoch"] = scored[0][2]  # the epoch a refit trains for
+    if job.objectives[0] not in RUN_OBJECTIVES:
+        attrs["best_epoch"] = scored[0][2]  # the epoch a refit trains for
     values = [value for value, _, _ in scored]
     return TrialOutcome(optuna.trial.TrialState.COMPLETE, values=values, attrs=attrs)
 
