@@ -392,10 +392,10 @@ def test_folds_score_each_trial_by_the_mean_of_its_folds(in_tmp: Path, tiny: dic
         assert trial.user_attrs["fold_values"] == pytest.approx(at_best)
         # never below the mean of each fold's own minimum, the optimistic score it replaces
         assert trial.value >= sum(min(curve) for curve in curves) / 3 - 1e-9
-        assert trial.user_attrs["best_epoch"] == best_epoch + 1
+        assert trial.user_attrs["refit_epoch"] == best_epoch + 1
         assert validated == 320  # the folds' validation parts make up the whole training part
     # best.yaml is refit: the whole training part for the best trial's chosen epochs
-    chosen = study.best_trial.user_attrs["best_epoch"]
+    chosen = study.best_trial.user_attrs["refit_epoch"]
     best = load_config(result.best_config)
     assert best.data.val_fold is None and best.data.val_split == 0.0
     assert best.train.epochs == chosen and best.train.early_stopping is None
@@ -406,19 +406,22 @@ def test_folds_score_each_trial_by_the_mean_of_its_folds(in_tmp: Path, tiny: dic
     assert len(prepare_data(best.data, best.seed).y_train) == 320
 
 
-def test_one_split_is_refit_for_the_best_epoch_of_its_validation_curve(
+def test_one_split_is_refit_for_the_epochs_of_the_weights_its_best_trial_kept(
     in_tmp: Path, tiny: dict
 ) -> None:
     config = tiny_study_config(tiny, metric="val_loss", folds=None)
-    config["train"]["epochs"] = 6
-    result = tune(config, trials=2, sampler="random", pruner="none", out=in_tmp / "study")
+    config["train"].update({"epochs": 30, "early_stopping": {"patience": 1}})
+    result = tune(config, trials=3, sampler="random", pruner="none", out=in_tmp / "study")
     study = load(in_tmp / "study")
+    restored = 0
     for trial in study.trials:
-        lines = (Path(trial.user_attrs["run_dir"]) / "metrics.jsonl").read_text().splitlines()
-        curve = [json.loads(line)["val_loss"] for line in lines]
-        assert trial.value == pytest.approx(min(curve))
-        assert trial.user_attrs["best_epoch"] == curve.index(min(curve)) + 1
-    chosen = study.best_trial.user_attrs["best_epoch"]
+        run = json.loads((Path(trial.user_attrs["run_dir"]) / "summary.json").read_text())
+        # early stopping restored its best epoch's weights: that many epochs trained them
+        kept = run["best_epoch"] if run["restored"] else run["epochs_run"]
+        assert trial.user_attrs["refit_epoch"] == kept
+        restored += bool(run["restored"])
+    assert restored  # the case that matters is covered
+    chosen = study.best_trial.user_attrs["refit_epoch"]
     assert result.summary["refit"] == {"epochs": chosen, "val_split": 0.0}
     split = load_config(Path(study.best_trial.user_attrs["run_dir"]) / "config.yaml")
     best = load_config(result.best_config)
@@ -429,6 +432,11 @@ def test_one_split_is_refit_for_the_best_epoch_of_its_validation_curve(
     assert len(prepare_data(best.data, best.seed).y_test) == 80
     refit = nntune.train(result.best_config, out=in_tmp / "refit", progress=False)
     assert refit.history.values("val_loss") == [None] * chosen
+
+    # without early stopping a trial keeps its last weights: the refit trains every epoch
+    config["train"].update({"epochs": 3, "early_stopping": None})
+    result = tune(config, trials=1, out=in_tmp / "plain", quiet=True)
+    assert result.summary["refit"] == {"epochs": 3, "val_split": 0.0}
 
 
 def test_folds_without_refit_keep_the_split(in_tmp: Path, tiny: dict) -> None:
@@ -492,7 +500,7 @@ def test_refit_keeps_the_split_a_config_needs(tiny: dict) -> None:
     assert same is plateau and "val_accuracy" in said["skipped"]
     plain = load_config(tiny)
     same, said = refit_config(plain, None)
-    assert same is plain and "best epoch" in said["skipped"]
+    assert same is plain and "refit epoch" in said["skipped"]
     refit, said = refit_config(plain, 2)
     assert (refit.train.epochs, refit.data.val_split, said) == (
         2,

@@ -376,7 +376,7 @@ def write_outputs(job: Job, study_dir: Path, seconds: float) -> StudyResult:
             refit = {"skipped": job.refit_blocker}
         elif base.search.refit:
             attrs = best_trial.user_attrs  # studies written before one-split refits: fold_epoch
-            epochs = attrs.get("best_epoch", attrs.get("fold_epoch"))
+            epochs = attrs.get("refit_epoch", attrs.get("fold_epoch"))
             resolved, refit = refit_config(resolved, epochs)
         write_text_atomic(best_config, config_to_yaml(resolved))
     frame = study.trials_dataframe()
@@ -442,8 +442,9 @@ def write_outputs(job: Job, study_dir: Path, seconds: float) -> StudyResult:
 def refit_config(config: Config, epochs: int | None) -> tuple[Config, dict[str, Any]]:
     """best.yaml refit on the whole training part, and what summary.json says of it.
 
-    The search chose a training length: the best epoch of the best trial's validation curve,
-    or with folds of their mean curve. The final model trains on the whole training part (the
+    The search chose a training length: with folds the best point of the folds' mean curve,
+    with one split the epochs that trained the weights the best trial kept (study.py
+    kept_epochs). The final model trains on the whole training part (the
     validation part joins it) for that many epochs, the schedule spanning them, with no
     validation part to stop on: what scikit-learn's searches do with refit. Small data sets
     need it most (on wine, 142 rows, the fold-sized split left 113 to train on and the refit
@@ -453,7 +454,7 @@ def refit_config(config: Config, epochs: int | None) -> tuple[Config, dict[str, 
     why = None
     watched = str(config.schedule.options.get("monitor", "val_loss"))
     if epochs is None:
-        why = "the best trial has no best epoch (its first objective is not logged per epoch)"
+        why = "the best trial has no refit epoch (its first objective is not logged per epoch)"
     elif config.stages:
         why = "staged training: each stage has its own epochs"
     elif config.schedule.name == "plateau" and watched.startswith("val_"):
