@@ -364,7 +364,8 @@ class Auto:
             "n_pruned": summary.get("n_pruned"),
             "n_failed": summary.get("n_failed"),
             "importances": summary.get("importances"),
-            # cross-validated search: best.yaml trains on the whole training part (search.refit)
+            "folds": summary.get("folds"),
+            # best.yaml trains on the whole training part (search.refit)
             "refit": summary.get("refit"),
         }
         if result.best_config is not None:

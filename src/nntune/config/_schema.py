@@ -457,9 +457,10 @@ class SearchConfig(Section):
     refit: bool = Field(
         True,
         description="best.yaml trains on the whole training part (val_split 0, no early "
-        "stopping) for the epochs where the best trial's validation curve (with folds: their "
-        "mean curve) was best, as scikit-learn's search refits its best estimator; not when the "
-        "data brings its own validation part; false: best.yaml keeps the split",
+        "stopping), as scikit-learn's search refits its best estimator: for as many epochs as "
+        "trained the weights the best trial kept (with folds: the best point of their mean "
+        "curve); not when the data brings its own validation part; false: best.yaml keeps the "
+        "split",
     )
     start_from_config: bool = Field(
         True,

@@ -207,11 +207,16 @@ def auto_report(result: dict[str, Any], folder: Path) -> Page:
         )
         refit = tune.get("refit")
         if refit and "epochs" in refit:
+            why = (
+                "the best point of the folds' mean curve"
+                if tune.get("folds")
+                else "the epochs that trained the weights the best trial kept"
+            )
             rows.append(
                 (
                     "refit",
                     f"best.yaml trains on the whole training part for {refit['epochs']} epochs "
-                    "(the epoch where the folds' mean curve was best), with no validation part",
+                    f"({why}), with no validation part",
                 )
             )
         elif refit:
