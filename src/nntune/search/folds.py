@@ -32,7 +32,7 @@ def resolve_folds(config: Config, raw: RawDataset, bundle: DataBundle) -> tuple[
         return folds, "search.folds as given" if folds else "search.folds: null (one split)"
     if raw.source is not None:
         return None, "the training part is a torch Dataset: one split"
-    if raw.x_val is not None:
+    if brings_validation(raw):
         return None, "the data brings its own validation part: one split"
     if config.data.val_fold is not None:
         return None, "data.val_fold names the validation part: one split"
@@ -51,8 +51,13 @@ def refit_blocker(raw: RawDataset, bundle: DataBundle) -> str | None:
     """Why best.yaml of a one-split study cannot be refit on the whole training part (None: it
     can). The refit drops the validation part that ``data.val_split`` (or ``data.val_fold``)
     cut from the training part; a validation part the data brings stays one."""
-    if raw.x_val is not None or (isinstance(raw.source, dict) and "val" in raw.source):
+    if brings_validation(raw):
         return "the data brings its own validation part"
     if validation_rows(bundle) == 0:
         return "no validation part (data.val_split: 0)"
     return None
+
+
+def brings_validation(raw: RawDataset) -> bool:
+    """Whether the data has a validation part of its own (arrays, or a user Dataset's val)."""
+    return raw.x_val is not None or (isinstance(raw.source, dict) and "val" in raw.source)
