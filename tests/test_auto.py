@@ -133,6 +133,49 @@ def test_auto_on_a_regression_csv_reports_rmse_with_an_interval(tmp_path: Path) 
     assert rmse < 2.0  # the target's std is about 3.4: the model explains most of it
 
 
+def test_without_a_complete_search_trial_the_recipe_is_refit_on_the_whole_training_part(
+    tmp_path: Path,
+) -> None:
+    """The retrain stage after a search that completed no trial (or none ran): a run of the
+    recipe on its split tells the epochs, and best.yaml trains on the validation part too."""
+    from nntune.auto import Auto
+    from nntune.data import prepare_data
+
+    data = _mixed_csv(tmp_path / "customers.csv")
+    run = Auto(str(data), target="label", budget=300, seeds=2, out=tmp_path / "a")
+    run._data()  # the recipe (early stopping, a validation part); the search left out
+    run._retrain()
+    refit = run.record["refit"]
+    assert refit["why"] == "no search"
+    split = json.loads((tmp_path / "a/retrain/split/summary.json").read_text())
+    kept = split["best_epoch"] if split["restored"] else split["epochs_run"]
+    assert refit["epochs"] == kept and refit["split_run"]["epochs_run"] == split["epochs_run"]
+    best = load_config(tmp_path / "a/best.yaml")
+    assert (best.train.epochs, best.train.early_stopping, best.data.val_split) == (kept, None, 0)
+    start = load_config(tmp_path / "a/start.yaml")
+    rows = [len(prepare_data(c.data, c.seed).y_train) for c in (start, best)]
+    assert rows == [192, 240]  # 300 rows, a fifth held out for the test: the 48 join training
+    # the retrained seeds are refits (no validation curve); seed 0 is the final model
+    assert [r["seed"] for r in run.record["retrain"]["runs"]] == [0, 1]
+    history = json.loads((tmp_path / "a/retrain/seed0/summary.json").read_text())
+    assert history["epochs_run"] == kept and history["val"] is None
+    assert run.record["final_run"] == str(tmp_path / "a/retrain/seed0")
+    run._save()  # auto.json, which the report reads
+    run._report()
+    html = (tmp_path / "a/report.html").read_text()
+    assert f"whole training part for {kept} epochs" in html and "a run on the split" in html
+
+    # no time left for the refit after the run on the split: that run is the final model
+    late = Auto(str(data), target="label", budget=300, seeds=1, out=tmp_path / "b")
+    late._data()
+    late.clock.total = late.clock.spent() + 1.0
+    late._retrain()
+    assert "the run on the split is the final model" in late.record["refit"]["skipped"]
+    assert late.record["final_run"] == str(tmp_path / "b/retrain/split")
+    assert load_config(tmp_path / "b/best.yaml").data.val_split == 0.2
+    assert not (tmp_path / "b/retrain/seed0").exists()
+
+
 def test_ctrl_c_keeps_the_finished_stages_and_writes_their_report(tmp_path: Path) -> None:
     data = _mixed_csv(tmp_path / "customers.csv")
     proc = subprocess.Popen(

@@ -106,6 +106,14 @@ def trivial_score(task: str, y_train: np.ndarray, y_eval: np.ndarray) -> float:
     return _rmse(y_eval, np.broadcast_to(mean, y_eval.shape))
 
 
+def headline(metrics: dict[str, Any] | None) -> str:
+    """One line of a run's metrics: its accuracy, else its rmse ("-" without either)."""
+    if not metrics:
+        return "-"
+    key = "accuracy" if "accuracy" in metrics else "rmse" if "rmse" in metrics else None
+    return f"{key} {metrics[key]:.4f}" if key and metrics[key] is not None else "-"
+
+
 def metric_names(task: str) -> list[str]:
     return list(METRICS[task])
 

@@ -20,7 +20,7 @@ from nntune.data.datasets import RawDataset, is_data_file, load_dataset
 from nntune.data.pipeline import infer_task
 from nntune.data.profile import profile_frame, suggest_preprocess, text_columns
 from nntune.errors import DataError
-from nntune.search.folds import SEARCH_FOLDS, SMALL_VALIDATION
+from nntune.search.folds import SEARCH_FOLDS, SMALL_VALIDATION, brings_validation
 from nntune.usercode import absolute_reference, is_reference
 
 KINDS = ("table", "signal", "image", "text")
@@ -75,6 +75,8 @@ class DataFacts:
     text: list[str] | None = None  # a table's free-text columns: the model reads them
     recipe: str = "default"  # small_series: few z-normalized series (small_series_recipe)
     layout: str | None = None  # series: how x is read (NCL/NLC), written as data.layout
+    # a validation part of the data's own (a folder's val/, a Dataset's val): kept as it is
+    own_validation: bool = False
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -260,6 +262,7 @@ def understand(
         text=text if kind == "text" else None,
         layout=facts_layout,
         recipe="small_series" if kind == "signal" and preprocess == ["znorm"] else "default",
+        own_validation=brings_validation(raw),
     )
 
 

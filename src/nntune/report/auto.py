@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from nntune.metrics import headline
 from nntune.report.page import Page, esc, fmt, link
 
 
@@ -221,6 +222,25 @@ def auto_report(result: dict[str, Any], folder: Path) -> Page:
             )
         elif refit:
             rows.append(("refit", f"not refit: {refit.get('skipped')}"))
+    refit = result.get("refit")  # no refit by the search: auto's own (pipeline.py)
+    if refit and "epochs" in refit:
+        split = refit.get("split_run")
+        rows.append(
+            (
+                "refit",
+                f"{refit.get('why')}: best.yaml trains on the whole training part for "
+                f"{refit['epochs']} epochs, with no validation part ("
+                + (
+                    f"the epochs that trained the weights a run on the split kept, of "
+                    f"{split.get('epochs_run')} it ran; its test {headline(split.get('test'))}"
+                    if split
+                    else "every epoch: no early stopping"
+                )
+                + ")",
+            )
+        )
+    elif refit:
+        rows.append(("refit", f"not refit: {refit.get('skipped')}"))
     if rows:
         page.table(["what", "decision"], rows)
     if tune and tune.get("best_params"):

@@ -451,20 +451,26 @@ def refit_config(config: Config, epochs: int | None) -> tuple[Config, dict[str, 
     halved the test errors), larger ones still gain the rows the split held out
     (docs/tune.md has the measurements).
     A config that needs a validation part for more than stopping keeps its split."""
-    why = None
-    watched = str(config.schedule.options.get("monitor", "val_loss"))
+    why = refit_obstacle(config)
     if epochs is None:
         why = "the best trial has no refit epoch (its first objective is not logged per epoch)"
-    elif config.stages:
-        why = "staged training: each stage has its own epochs"
-    elif config.schedule.name == "plateau" and watched.startswith("val_"):
-        why = f"the plateau schedule watches {watched}"
     if why is not None:
         return config, {"skipped": why}
     raw = config_to_dict(config)
     raw["data"].update({"val_split": 0.0, "val_fold": None})
     raw["train"].update({"epochs": epochs, "early_stopping": None, "monitor": None})
     return validate_config(raw), {"epochs": epochs, "val_split": 0.0}
+
+
+def refit_obstacle(config: Config) -> str | None:
+    """Why ``config`` needs its validation part for more than stopping (None: a refit on the
+    whole training part can replace its split)."""
+    watched = str(config.schedule.options.get("monitor", "val_loss"))
+    if config.stages:
+        return "staged training: each stage has its own epochs"
+    if config.schedule.name == "plateau" and watched.startswith("val_"):
+        return f"the plateau schedule watches {watched}"
+    return None
 
 
 def _importances(study: optuna.Study, multi: bool) -> dict[str, float]:
