@@ -389,3 +389,15 @@ def test_examples_digits_yaml_is_the_recipe_auto_starts_from_on_digits() -> None
         assert example[section] == start[section], section
     for key in ("epochs", "batch_size"):
         assert example["train"][key] == start["train"][key], key
+
+
+def test_the_range_test_only_lowers_an_lr_past_its_loss_minimum() -> None:
+    from nntune.auto.pipeline import guarded_lr
+
+    # below the loss minimum the recipe's lr stays, however steep the curve is further up
+    assert guarded_lr(0.003, suggestion=0.018, min_loss_lr=0.05) == 0.003
+    assert guarded_lr(0.003, suggestion=0.001, min_loss_lr=0.003) == 0.003
+    # past it (the test saw the loss rise there): down toward the suggestion, at most 3×
+    assert guarded_lr(0.1, suggestion=0.05, min_loss_lr=0.08) == 0.05
+    assert guarded_lr(0.1, suggestion=0.001, min_loss_lr=0.01) == 0.033
+    assert guarded_lr(0.1, suggestion=0.5, min_loss_lr=0.05) == 0.1  # never up

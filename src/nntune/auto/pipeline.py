@@ -243,19 +243,21 @@ class Auto:
             return "skipped: the small-series recipe keeps its measured lr"
         result = lr_find(self.config, steps=100)
         current = float(self.config["optimizer"]["lr"])
-        # the suggestion moves the recipe's lr at most 3× either way: the range test reads one
-        # short run, and the search explores 10× around the lr it is given
-        chosen = float(f"{min(max(result.suggestion, current / 3), current * 3):.2g}")
+        chosen = guarded_lr(current, result.suggestion, result.min_loss_lr)
         self.config["optimizer"]["lr"] = chosen
         self.record["lr_find"] = {
             "suggestion": result.suggestion,
             "method": result.method,
+            "min_loss_lr": result.min_loss_lr,
             "before": current,
             "lr": chosen,
             "seconds": round(result.seconds, 2),
         }
         write_json_atomic(self.folder / "lr_find.json", result.to_json())
         self.say(f"auto: lr {current:g} → {chosen:g} (range test suggests {result.suggestion:.2g})")
+        if chosen == current:
+            limit = result.min_loss_lr
+            return f"lr {current:g} kept: not past the range test's loss minimum ({limit:.2g})"
         return None
 
     def _doctor(self) -> str | None:
@@ -637,6 +639,24 @@ class Auto:
         if path is not None:
             self.record["report"] = str(path)
             write_json_atomic(self.folder / AUTO, self.record)
+
+
+def moved_lr(current: float, suggestion: float) -> float:
+    """``current`` moved toward the range test's suggestion, at most 3× either way (the range
+    test reads one short run, and the search explores 10× around the lr it is given)."""
+    return float(f"{min(max(suggestion, current / 3), current * 3):.2g}")
+
+
+def guarded_lr(current: float, suggestion: float, min_loss_lr: float) -> float:
+    """The recipe's lr after the range test: kept, unless it lies past the lr where the test's
+    loss stopped falling (then moved down toward the suggestion, at most 3×). The test's
+    steepest point says how fast the training loss falls in 100 steps, not how well a model
+    generalizes: moving the recipe's lr to it gained nothing on five data sets and cost
+    fortunes 3 test points (bench/lr_move.py, docs/benchmarks.md "auto's learning rate"); an
+    lr past the loss minimum is one the test saw diverge."""
+    if current <= min_loss_lr:
+        return current
+    return min(current, moved_lr(current, suggestion))
 
 
 def auto(data: str, **options: Any) -> dict[str, Any]:
