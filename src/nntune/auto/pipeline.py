@@ -3,11 +3,12 @@
 The stages, in order, within one wall-clock budget:
 
     data       what the data holds; the starting recipe (start.yaml)
-    lr_find    LR range test: the recipe's lr moves toward the suggestion (at most 3× either way)
+    lr_find    LR range test: the recipe's lr is kept unless it lies past the test's loss minimum
     doctor     a probe of the recipe (30% of its epochs); a sick recipe is repaired, if the
                verified repair fits in 20% of the budget
     tune       the zero-config search space with pruning, for the time the later stages leave
-    retrain    best.yaml trained with seeds 0..K-1 (seed 0 is the final model)
+    retrain    best.yaml trained with seeds 0..K-1 (seed 0 is the final model); without the
+               search's refit, the recipe refit on the whole training part here
     ablate     the final recipe's tricks, each removed, if the time that remains allows it
     evaluate   the final model on the test split, with bootstrap confidence intervals
     export     ONNX, verified against nntune's own predictions
