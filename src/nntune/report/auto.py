@@ -181,7 +181,7 @@ def auto_report(result: dict[str, Any], folder: Path) -> Page:
                 "learning rate",
                 f"{fmt(lr['before'])} → {fmt(lr['lr'])} (range test: "
                 f"{fmt(lr['suggestion'])}, {lr['method']}; its loss minimum at "
-                f"{fmt(lr.get('min_loss_lr'))}: the recipe's lr is kept below it)",
+                f"{fmt(lr.get('min_loss_lr'))}: only an lr past it is moved)",
             )
         )
     doctor = result.get("doctor")
