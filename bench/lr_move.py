@@ -46,7 +46,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = parser.parse_args()
 
-    from refit import sources, test_metric  # bench/refit.py
+    from refit import sources, split_recipe, standard_error, test_metric  # bench/refit.py
 
     import nntune
     from nntune.auto import recipe
@@ -63,8 +63,7 @@ def main() -> None:
         diffs: list[float] = []
         metric = "accuracy"
         for split in range(args.splits):
-            config = recipe.starting_config(facts, f"lr-{name}-{split}", split)
-            config["data"] = {**config["data"], **extra, "split_seed": split}
+            config = split_recipe(facts, extra, f"lr-{name}-{split}", split)
             config.pop("search", None)
             checked = load_config(config)
             if facts.kind == "text" and checked.model.arch.name == "bag":  # as auto's data stage
@@ -87,7 +86,7 @@ def main() -> None:
                      metric=metric, test=scored[way], mean=round(statistics.fmean(scored[way]), 4),
                      seconds=round(time.perf_counter() - started, 1))  # fmt: skip
             diffs += [m - r for m, r in zip(scored["moved"], scored["recipe"], strict=True)]
-        spread = statistics.stdev(diffs) / len(diffs) ** 0.5 if len(diffs) > 1 else None
+        spread = standard_error(diffs)
         emit(dataset=name, figure="summary", metric=metric,
              moved_minus_recipe=round(statistics.fmean(diffs), 4),
              standard_error=None if spread is None else round(spread, 4),

@@ -53,6 +53,21 @@ def sources(name: str, folder: Path) -> tuple[str, str | None, dict[str, Any]]:
     return name, None, {}
 
 
+def split_recipe(facts: Any, extra: dict[str, Any], name: str, split: int) -> dict[str, Any]:
+    """auto's starting recipe for ``facts`` (with the data keys ``extra``) holding out split
+    ``split`` (``data.split_seed``), named ``name``."""
+    from nntune.auto import recipe
+
+    config = recipe.starting_config(facts, name, split)
+    config["data"] = {**config["data"], **extra, "split_seed": split}
+    return config
+
+
+def standard_error(diffs: list[float]) -> float | None:
+    """The standard error of the mean of paired differences (None for fewer than two)."""
+    return statistics.stdev(diffs) / len(diffs) ** 0.5 if len(diffs) > 1 else None
+
+
 def test_metric(summary: dict[str, Any]) -> tuple[str, float]:
     test = summary.get("test") or {}
     for key in ("accuracy", "rmse", "r2"):
@@ -83,8 +98,7 @@ def main() -> None:
         means: dict[str, list[float]] = {"split": [], "refit": []}
         metric = "accuracy"
         for split in range(args.splits):
-            config = recipe.starting_config(facts, f"refit-{name}-{split}", split)
-            config["data"] = {**config["data"], **extra, "split_seed": split}
+            config = split_recipe(facts, extra, f"refit-{name}-{split}", split)
             config["search"] = {**config.get("search", {}), "folds": "auto", "refit": True}
             study = root / name / f"split{split}" / "study"
             result = tune(config, options=TuneOptions(trials=1, out=study, quiet=True))
@@ -107,7 +121,7 @@ def main() -> None:
                      seconds=round(time.perf_counter() - started, 1))  # fmt: skip
                 means[way].append(statistics.fmean(scored[way]))
             diffs += [r - s for r, s in zip(scored["refit"], scored["split"], strict=True)]
-        spread = statistics.stdev(diffs) / len(diffs) ** 0.5 if len(diffs) > 1 else None
+        spread = standard_error(diffs)
         emit(dataset=name, figure="summary", metric=metric,
              split_mean=round(statistics.fmean(means["split"]), 4),
              refit_mean=round(statistics.fmean(means["refit"]), 4),

@@ -652,8 +652,8 @@ def guarded_lr(current: float, suggestion: float, min_loss_lr: float) -> float:
     """The recipe's lr after the range test: kept, unless it lies past the lr where the test's
     loss stopped falling (then moved down toward the suggestion, at most 3×). The test's
     steepest point says how fast the training loss falls in 100 steps, not how well a model
-    generalizes: moving the recipe's lr to it gained nothing on five data sets and cost
-    fortunes 3 test points (bench/lr_move.py, docs/benchmarks.md "auto's learning rate"); an
+    generalizes: moving the recipe's lr to it gained nothing on four data sets and cost
+    fortunes 1.9 test points (bench/lr_move.py, docs/benchmarks.md "auto's learning rate"); an
     lr past the loss minimum is one the test saw diverge."""
     if current <= min_loss_lr:
         return current
