@@ -401,3 +401,26 @@ def test_the_range_test_only_lowers_an_lr_past_its_loss_minimum() -> None:
     assert guarded_lr(0.1, suggestion=0.05, min_loss_lr=0.08) == 0.05
     assert guarded_lr(0.1, suggestion=0.001, min_loss_lr=0.01) == 0.033
     assert guarded_lr(0.1, suggestion=0.5, min_loss_lr=0.05) == 0.1  # never up
+
+
+def test_a_probe_ended_by_early_stopping_shortens_the_expected_training() -> None:
+    from nntune.auto.pipeline import expected_epochs
+
+    stopping = {"monitor": "val_accuracy", "patience": 6}
+    config = load_config({"data": {"dataset": "iris"}, "train": {"epochs": 30}})
+    assert expected_epochs(config, probe_epochs=9, ran=8) == 30  # no early stopping: all
+    config = load_config(
+        {"data": {"dataset": "iris"}, "train": {"epochs": 30, "early_stopping": stopping}}
+    )
+    assert expected_epochs(config, probe_epochs=9, ran=9) == 30  # the probe did not stop
+    assert expected_epochs(config, probe_epochs=9, ran=8) == 14  # stopped: + one patience
+    assert expected_epochs(config, probe_epochs=28, ran=27) == 30  # never past the epochs
+
+
+def test_the_search_reserves_the_seeds_that_fit_a_third_of_the_budget() -> None:
+    from nntune.auto.pipeline import reserved_seeds
+
+    assert reserved_seeds(3, seconds=2.0, budget=300) == 3  # quick trainings: every seed
+    assert reserved_seeds(3, seconds=90.0, budget=600) == 2
+    assert reserved_seeds(3, seconds=335.0, budget=600) == 1  # the final model at least
+    assert reserved_seeds(3, seconds=0.0, budget=600) == 3  # nothing measured yet

@@ -41,7 +41,7 @@ from nntune.auto.recipe import (
     starting_config,
     understand,
 )
-from nntune.config import config_to_dict, config_to_yaml, load_config
+from nntune.config import Config, config_to_dict, config_to_yaml, load_config
 from nntune.errors import ConfigError, NntuneError
 from nntune.metrics import headline
 from nntune.records import RunResult
@@ -72,6 +72,10 @@ PROBE_SHARE = 0.3  # of the recipe's epochs
 SMALL_SERIES_PROBE_EPOCHS = 15  # enough for the doctor's detectors
 TIMING_EPOCHS = 3  # a timing run of the small-series recipe
 SAFETY = 1.2  # a training's estimated seconds are multiplied by this before it is started
+# the search leaves time for as many retrain seeds as fit in this share of the budget, at least
+# one (seed 0, the final model); the retrain stage runs the others while time is left. On
+# fortunes a 10-minute auto reserved 3 × 279 s, and its search completed no trial
+RETRAIN_SHARE = 1 / 3
 
 
 def parse_budget(text: str | float | int) -> float:
@@ -272,7 +276,8 @@ class Auto:
         # the probe's training time (the doctor's detectors and report excluded), per epoch
         probe_seconds = float(found["probe"].get("seconds") or found["seconds"])
         ran = int(found["probe"].get("epochs") or probe_epochs)
-        self.seconds_per_training = RUN_OVERHEAD + probe_seconds * epochs / max(1, ran)
+        expected = expected_epochs(load_config(self.config), probe_epochs, ran)
+        self.seconds_per_training = RUN_OVERHEAD + probe_seconds * expected / max(1, ran)
         entry: dict[str, Any] = {
             "healthy": found["healthy"],
             "problems": [p["kind"] for p in found["problems"]],
@@ -619,7 +624,10 @@ class Auto:
         return str(path)
 
     def _retrain_reserve(self) -> float:
-        return self.seeds * (self.seconds_per_training or 0.0) * SAFETY
+        """The seconds the search leaves for the retrain stage: the seeds that fit in
+        RETRAIN_SHARE of the budget, at least one (the final model)."""
+        per = (self.seconds_per_training or 0.0) * SAFETY
+        return reserved_seeds(self.seeds, per, self.clock.total) * per
 
     def _finish_reserve(self) -> float:
         return FINISH_SECONDS + FINISH_SHARE * self.clock.total
@@ -640,6 +648,29 @@ class Auto:
         if path is not None:
             self.record["report"] = str(path)
             write_json_atomic(self.folder / AUTO, self.record)
+
+
+def expected_epochs(config: Config, probe_epochs: int, ran: int) -> int:
+    """The epochs a training of ``config`` is expected to run, from the doctor's probe of
+    ``probe_epochs`` of them that ran ``ran``: all of them, unless early stopping ended the
+    probe; then the probe's epochs and one more patience (a longer schedule can keep its best
+    later), at most all. On fortunes the probe stopped after 8 of 9 epochs and the recipe's
+    run after 8 of 30: counting all 30 made the estimate 279 s for a 94 s training."""
+    epochs = int(config.train.epochs)
+    stopping = config.train.early_stopping
+    if stopping is None or ran >= probe_epochs:
+        return epochs
+    return min(epochs, ran + int(stopping.patience))
+
+
+def reserved_seeds(seeds: int, seconds: float, budget: float) -> int:
+    """Of ``seeds`` trainings of ``seconds`` each, how many the search leaves time for: those
+    that fit in RETRAIN_SHARE of the ``budget``, at least one. The final model is seed 0; the
+    others measure the spread over seeds, worth less than the search's trials when a training
+    is a large part of the budget."""
+    if seconds <= 0:
+        return seeds
+    return max(1, min(seeds, int(RETRAIN_SHARE * budget / seconds)))
 
 
 def moved_lr(current: float, suggestion: float) -> float:
