@@ -114,12 +114,32 @@ def test_min_freq_and_max_tokens_cut_the_vocabulary_most_frequent_first() -> Non
     assert small.encode(["c a"])[0][0, :2].tolist() == [OOV, 2]
 
 
-def test_the_char_tokenizer_makes_character_ngrams_after_the_characters() -> None:
+def test_the_char_tokenizer_makes_character_ngrams_after_the_character_they_start_at() -> None:
     tokenizer = build_tokenizer("char", {"ngrams": 3})
-    assert tokenizer.tokens("Ab  c") == ["a", "b", " ", "c", "ab", "b ", " c", "ab ", "b c"]
-    assert build_tokenizer("char", {}).tokens("  x!\ty ") == ["x", "!", " ", "y"]
+    assert tokenizer.tokens("Ab  c") == ["a", "ab", "ab ", "b", "b ", "b c", " ", " c", "c"]
+    # a run of white space is one space; a single tab or line break stays (scikit-learn's rule)
+    assert build_tokenizer("char", {}).tokens("  x!\ty \n\nz\n") == ["x", "!", "\t", "y", " ", "z"]
+    flat = build_tokenizer("char", {"whitespace": "all"})
+    assert flat.tokens("  x!\ty \n\nz\n") == ["x", "!", " ", "y", " ", "z"]
     words = build_tokenizer("word", {"ngrams": 2})
-    assert words.tokens("the good film") == ["the", "good", "film", "the good", "good film"]
+    assert words.tokens("the good film") == ["the", "the good", "good", "good film", "film"]
+
+
+def test_max_length_cuts_the_tail_of_a_text_and_keeps_every_ngram_before_it() -> None:
+    tokenizer = build_tokenizer("char", {"ngrams": 2, "max_length": 5}).fit(["abcdef"])
+    ids, counts = tokenizer.encode(["abcdef"])
+    kept = [tokenizer.vocabulary[i - 2] for i in ids[0]]
+    assert kept == ["a", "ab", "b", "bc", "c"] and counts["truncated"] == 1
+
+
+def test_a_tokenizer_saved_before_the_whitespace_and_order_options_reads_texts_as_it_did() -> None:
+    fitted = build_tokenizer("char", {"ngrams": 2}).fit(["a\nb", "ab"])
+    state = fitted.state_dict()
+    del state["options"]["whitespace"], state["grams_by_position"]  # as saved before
+    old = Tokenizer.from_state(json.loads(json.dumps(state)))
+    assert old.tokens("a\nb") == ["a", " ", "b", "a ", " b"]
+    assert Tokenizer.from_state(fitted.state_dict()).tokens("a\nb") == fitted.tokens("a\nb")
+    assert fitted.tokens("a\nb") == ["a", "a\n", "\n", "\nb", "b"]
 
 
 def test_words_are_lowercased_and_split_at_punctuation_unless_lowercase_is_off() -> None:

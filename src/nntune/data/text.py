@@ -32,13 +32,18 @@ AUTO_LENGTH_QUANTILE = 95  # auto: the length that holds this percentile of trai
 
 _PUNCTUATION = re.compile(r"[^\w\s]+")
 _SPACE = re.compile(r"\s+")
+# scikit-learn's char analyzer's rule: a run of white space is one space, a single one stays
+_SPACE_RUN = re.compile(r"\s\s+")
 
 
 class TokenizerOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     ngrams: int = Field(
-        1, ge=1, le=5, description="n-grams up to n become tokens too (after the single tokens)"
+        1,
+        ge=1,
+        le=5,
+        description="n-grams up to n become tokens too (each after the unit it starts at)",
     )
     max_tokens: int = Field(
         20000, ge=3, description="vocabulary size, PAD and OOV included (most frequent first)"
@@ -52,6 +57,12 @@ class TokenizerOptions(BaseModel):
         "training texts, at most 1000",
     )
     lowercase: bool = True
+    whitespace: Literal["runs", "all"] = Field(
+        "runs",
+        description="char tokens: runs: a run of white space becomes one space and a single "
+        "tab or line break stays itself (scikit-learn's char analyzer; line breaks carry the "
+        "shape of a poem or a signature); all: every white space becomes a space",
+    )
 
 
 TOKENIZERS: Registry[Any] = Registry("tokenizer")
@@ -62,9 +73,9 @@ def _words(text: str, lowercase: bool) -> list[str]:
     return _PUNCTUATION.sub(" ", text).split()
 
 
-def _chars(text: str, lowercase: bool) -> list[str]:
+def _chars(text: str, lowercase: bool, whitespace: str = "runs") -> list[str]:
     text = text.lower() if lowercase else text
-    return list(_SPACE.sub(" ", text).strip())
+    return list((_SPACE_RUN if whitespace == "runs" else _SPACE).sub(" ", text).strip())
 
 
 @TOKENIZERS.register("word", options=TokenizerOptions)
@@ -92,17 +103,33 @@ class Tokenizer:
     # the inverse document frequency of the bag arch's tfidf weighting
     document_frequency: list[int] = field(default_factory=list)
     documents: int = 0
+    # n-grams after the unit they start at (false: all single tokens first, then the 2-grams,
+    # ...: tokenizers saved before; the order decides what max_length cuts)
+    grams_by_position: bool = True
 
     _ids: dict[str, int] = field(default_factory=dict, repr=False)
 
     def tokens(self, text: str) -> list[str]:
-        split = _words if self.kind == "word" else _chars
-        units = split(text, self.options.lowercase)
+        if self.kind == "word":
+            units = _words(text, self.options.lowercase)
+        else:
+            units = _chars(text, self.options.lowercase, self.options.whitespace)
         joiner = " " if self.kind == "word" else ""
-        grams = list(units)
-        for n in range(2, self.options.ngrams + 1):
-            grams += [joiner.join(units[i : i + n]) for i in range(len(units) - n + 1)]
-        return grams
+        longest = self.options.ngrams
+        if not self.grams_by_position:  # a tokenizer saved before: single tokens first
+            grams = list(units)
+            for n in range(2, longest + 1):
+                grams += [joiner.join(units[i : i + n]) for i in range(len(units) - n + 1)]
+            return grams
+        # each unit, then the n-grams it starts: max_length cuts the text's tail, every n-gram
+        # of what it keeps stays (all single tokens first kept only the 1- and 2-grams of a long
+        # fortune cut at 2,236 of its character n-grams: 0.8 points on fortunes)
+        count = len(units)
+        return [
+            joiner.join(units[i : i + n])
+            for i in range(count)
+            for n in range(1, min(longest, count - i) + 1)
+        ]
 
     def fit(self, texts: Iterable[str]) -> Tokenizer:
         counts: Counter[str] = Counter()
@@ -177,16 +204,20 @@ class Tokenizer:
             "length": self.length,
             "document_frequency": list(self.document_frequency),
             "documents": self.documents,
+            "grams_by_position": self.grams_by_position,
         }
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> Tokenizer:
-        tokenizer = cls(state["kind"], TokenizerOptions.model_validate(state["options"]))
+        # a tokenizer saved before options.whitespace turned every white space into a space
+        options = {"whitespace": "all", **state["options"]}
+        tokenizer = cls(state["kind"], TokenizerOptions.model_validate(options))
         tokenizer.vocabulary = list(state["vocabulary"])
         tokenizer._ids = {t: i + 2 for i, t in enumerate(tokenizer.vocabulary)}
         tokenizer.length = int(state["length"])
         tokenizer.document_frequency = list(state.get("document_frequency", []))
         tokenizer.documents = int(state.get("documents", 0))
+        tokenizer.grams_by_position = bool(state.get("grams_by_position", False))
         return tokenizer
 
 
