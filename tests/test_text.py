@@ -125,6 +125,17 @@ def test_the_char_tokenizer_makes_character_ngrams_after_the_character_they_star
     assert words.tokens("the good film") == ["the", "the good", "good", "good film", "film"]
 
 
+def test_the_oov_count_of_units_ignores_unseen_ngrams_of_known_words() -> None:
+    fitted = build_tokenizer("word", {"ngrams": 2}).fit(["good film", "bad plot"])
+    _, counts = fitted.encode(["good plot", "bad zebra"])
+    # tokens: 'good plot' and both bigrams of 'bad zebra' and 'zebra' are unseen
+    assert (counts["tokens"], counts["oov"]) == (6, 3)
+    assert (counts["units"], counts["oov_units"]) == (4, 1)  # of the words, only 'zebra'
+    plain = build_tokenizer("word", {}).fit(["good film"])
+    _, counts = plain.encode(["good zebra"])
+    assert (counts["units"], counts["oov_units"]) == (counts["tokens"], counts["oov"]) == (2, 1)
+
+
 def test_max_length_cuts_the_tail_of_a_text_and_keeps_every_ngram_before_it() -> None:
     tokenizer = build_tokenizer("char", {"ngrams": 2, "max_length": 5}).fit(["abcdef"])
     ids, counts = tokenizer.encode(["abcdef"])

@@ -470,8 +470,10 @@ def _text_bundle(
         "duplicate_fraction": shared / len(held) if held else 0.0,
     }
     judged = counts.get("val") or counts.get("test")
-    if judged:  # OOV on held-out texts: words the model never learned an embedding for
-        checks["oov_rate"] = judged["oov"] / max(judged["tokens"], 1)
+    if judged:  # OOV on held-out texts: words the model never learned an embedding for, of the
+        # single words or characters (an unseen bigram of two known words is no unknown word:
+        # with bigrams, 0.25 of Rotten Tomatoes' tokens were unseen, 0.04 of its words)
+        checks["oov_rate"] = judged["oov_units"] / max(judged["units"], 1)
     n_outputs = (
         len(class_names or [])
         if task == "classification"

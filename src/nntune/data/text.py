@@ -109,11 +109,14 @@ class Tokenizer:
 
     _ids: dict[str, int] = field(default_factory=dict, repr=False)
 
-    def tokens(self, text: str) -> list[str]:
+    def units(self, text: str) -> list[str]:
+        """The text's single tokens (words or characters), before n-grams."""
         if self.kind == "word":
-            units = _words(text, self.options.lowercase)
-        else:
-            units = _chars(text, self.options.lowercase, self.options.whitespace)
+            return _words(text, self.options.lowercase)
+        return _chars(text, self.options.lowercase, self.options.whitespace)
+
+    def tokens(self, text: str) -> list[str]:
+        units = self.units(text)
         joiner = " " if self.kind == "word" else ""
         longest = self.options.ngrams
         if not self.grams_by_position:  # a tokenizer saved before: single tokens first
@@ -177,13 +180,19 @@ class Tokenizer:
 
     def encode(self, texts: Sequence[str]) -> tuple[np.ndarray, dict[str, int]]:
         """(ids of shape (N, length), counts): ``tokens``, ``oov`` (tokens outside the
-        vocabulary), ``truncated`` (texts cut at max_length), ``empty`` (texts without a
-        token)."""
+        vocabulary), ``units`` and ``oov_units`` (the same of the single words or characters:
+        with n-grams, most unseen tokens are n-grams of known words), ``truncated`` (texts cut
+        at max_length), ``empty`` (texts without a token)."""
         ids = np.zeros((len(texts), self.length), dtype=np.int64)
-        counts = {"tokens": 0, "oov": 0, "truncated": 0, "empty": 0}
+        counts = {"tokens": 0, "oov": 0, "units": 0, "oov_units": 0, "truncated": 0, "empty": 0}
         lookup = self._ids.get
+        known = self._ids.__contains__
         for row, text in enumerate(texts):
             tokens = self.tokens(text)
+            if self.options.ngrams > 1:
+                units = self.units(text)
+                counts["units"] += len(units)
+                counts["oov_units"] += sum(not known(u) for u in units)
             if not tokens:
                 counts["empty"] += 1
                 continue
@@ -193,6 +202,9 @@ class Tokenizer:
             codes = [lookup(t, OOV) for t in tokens]
             counts["tokens"] += len(codes)
             counts["oov"] += codes.count(OOV)
+            if self.options.ngrams == 1:
+                counts["units"] += len(codes)
+                counts["oov_units"] += codes.count(OOV)
             ids[row, : len(codes)] = codes
         return ids, counts
 
