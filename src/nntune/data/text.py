@@ -73,7 +73,7 @@ def _words(text: str, lowercase: bool) -> list[str]:
     return _PUNCTUATION.sub(" ", text).split()
 
 
-def _chars(text: str, lowercase: bool, whitespace: str = "runs") -> list[str]:
+def _chars(text: str, lowercase: bool, whitespace: str) -> list[str]:
     text = text.lower() if lowercase else text
     return list((_SPACE_RUN if whitespace == "runs" else _SPACE).sub(" ", text).strip())
 
@@ -116,7 +116,10 @@ class Tokenizer:
         return _chars(text, self.options.lowercase, self.options.whitespace)
 
     def tokens(self, text: str) -> list[str]:
-        units = self.units(text)
+        return self._grams(self.units(text))
+
+    def _grams(self, units: list[str]) -> list[str]:
+        """``units`` and their n-grams, in the order max_length cuts them."""
         joiner = " " if self.kind == "word" else ""
         longest = self.options.ngrams
         if not self.grams_by_position:  # a tokenizer saved before: single tokens first
@@ -188,9 +191,9 @@ class Tokenizer:
         lookup = self._ids.get
         known = self._ids.__contains__
         for row, text in enumerate(texts):
-            tokens = self.tokens(text)
-            if self.options.ngrams > 1:
-                units = self.units(text)
+            units = self.units(text)
+            tokens = self._grams(units)
+            if self.options.ngrams > 1:  # with 1, the units are the tokens: counted below
                 counts["units"] += len(units)
                 counts["oov_units"] += sum(not known(u) for u in units)
             if not tokens:
