@@ -424,3 +424,20 @@ def test_the_search_reserves_the_seeds_that_fit_a_third_of_the_budget() -> None:
     assert reserved_seeds(3, seconds=90.0, budget=600) == 2
     assert reserved_seeds(3, seconds=335.0, budget=600) == 1  # the final model at least
     assert reserved_seeds(3, seconds=0.0, budget=600) == 3  # nothing measured yet
+
+
+def test_a_search_round_shorter_than_one_training_is_not_started(tmp_path: Path) -> None:
+    from nntune.auto import Auto
+    from nntune.auto.pipeline import search_too_short
+
+    assert search_too_short(106.0, 318.0) is not None  # fortunes split 1: no trial could end
+    assert "too short for one trial" in str(search_too_short(106.0, 318.0))
+    assert search_too_short(240.0, 150.0) is None  # a trial fits
+    assert search_too_short(20.0, None) is None  # nothing measured: the round measures it
+
+    run = Auto(str(_mixed_csv(tmp_path / "c.csv")), target="label", budget=60, out=tmp_path / "a")
+    run._data()
+    run.seconds_per_training = 1000.0  # as the doctor's probe would have estimated it
+    note = run._tune()
+    assert note is not None and note.startswith("skipped: a training takes ~1000 s")
+    assert "tune" not in run.record and not (tmp_path / "a/study").exists()
