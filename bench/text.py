@@ -5,6 +5,7 @@ per figure on stdout, progress on stderr.
     python bench/text.py [--datasets rt,fortunes] [--splits 3] [--first-split 0] [--auto]
         [--budget 10m] [--quick] [--out runs/bench-text] [--throughput-epochs 4]
         [--throughput-batch 64,256] [--throughput-rounds 3] [--no-throughput]
+        [--no-baselines] [--set KEY=VALUE ...]
 
 The data sets, written once as CSV files under ``--out``/data:
 
@@ -35,9 +36,12 @@ The methods, on each split:
 - ``tfidf-linearsvc-cv``: C in {0.3, 1, 3} picked by 3-fold stratified CV
   on the non-test part (the vectorizer refitted inside each fold), then refitted on all of it,
   so that the baseline is tuned as a careful user would;
-- ``nntune-recipe``: ``starting_config(understand(csv, target))`` of nntune.auto.recipe (auto's
-  starting point: a bag of words and bigrams or a text CNN, by the data's size) with seed = s and
-  data.split_seed = s; where the recipe has no text branch, FALLBACK below;
+- ``nntune-recipe``: auto's start.yaml: ``starting_config(understand(csv, target))`` of
+  nntune.auto.recipe (a bag of n-grams or a text CNN, by the data's size) with the tokens auto's
+  linear probe chooses for a bag (``tokens`` in the line), seed = s and data.split_seed = s;
+  where the recipe has no text branch, FALLBACK below. ``--set KEY=VALUE`` (repeatable) changes
+  it as ``nntune train --set`` does (``overrides`` in the line): an A/B of a recipe change is two
+  invocations, ``--no-baselines`` on the second;
 - ``nntune-auto`` (``--auto``; ``--budget`` per split, so 10 m x splits x data sets): the
   ``nntune auto CSV --seed s`` command, whose search and retrained seeds hold out split s; the
   final run's test part is checked like the others.
@@ -259,13 +263,18 @@ def baselines(data: Data, split: int) -> list[dict[str, Any]]:
 
 
 def recipe_config(data: Data, split: int, name: str) -> tuple[dict[str, Any], str]:
-    """auto's starting recipe for the CSV, or FALLBACK where it has no text branch."""
+    """auto's starting recipe for the CSV (a bag's tokens chosen by auto's probe), or FALLBACK
+    where it has no text branch."""
     from nntune.auto import recipe
+    from nntune.auto.tokenizer_probe import choose_tokenizer
 
     source = "nntune.auto.recipe.starting_config"
     facts = recipe.understand(str(data.path), data.target)
     if facts.kind == "text":
         config = recipe.starting_config(facts, name, split)
+        if config["model"]["arch"]["name"] == "bag":  # as auto's data stage
+            chosen, _ = choose_tokenizer(config, recipe.bag_tokenizers(facts), split)
+            config["data"]["tokenizer"] = chosen
         config.pop("search", None)  # a training, not a search
     else:
         source = f"fallback (understand() says kind {facts.kind!r}, not 'text')"
@@ -318,13 +327,15 @@ def metrics_rows(run_dir: Path) -> list[dict[str, Any]]:
     return [r for r in rows if "epoch" in r and "seconds" in r]
 
 
-def recipe_run(data: Data, split: int, root: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+def recipe_run(
+    data: Data, split: int, root: Path, overrides: list[str]
+) -> tuple[dict[str, Any], dict[str, Any]]:
     import nntune
 
     config, source = recipe_config(data, split, f"text-{data.name}-recipe-split{split}")
     out = root / data.name / f"split{split}" / "recipe"
     started = time.perf_counter()
-    result = nntune.train(config, out=out, progress=False)
+    result = nntune.train(config, overrides, out=out, progress=False)
     wall = time.perf_counter() - started
     summary = json.loads((Path(result.run_dir) / "summary.json").read_text())
     test = summary.get("test") or {}
@@ -333,12 +344,14 @@ def recipe_run(data: Data, split: int, root: Path) -> tuple[dict[str, Any], dict
     arch = model["arch"] if isinstance(model["arch"], str) else model["arch"]["name"]
     line = {"dataset": data.name, "split": split, "method": "nntune-recipe",
             "accuracy": round(float(test["accuracy"]), 4), "macro_f1": checked["macro_f1"],
+            "val_accuracy": (summary.get("val") or {}).get("accuracy"),
             "seconds": round(wall, 1), "train_seconds": summary.get("seconds"),
             "epochs": summary.get("epochs_run"), "best_epoch": summary.get("best_epoch"),
             "arch": arch, "parameters": summary.get("parameters"),
             "same_split": checked["same_split"],
             "reproduced": abs(checked["accuracy"] - float(test["accuracy"])) < 1e-3,
-            "recipe": source, "run": str(result.run_dir)}  # fmt: skip
+            "recipe": source, "tokens": config["data"]["tokenizer"],
+            "overrides": overrides, "run": str(result.run_dir)}  # fmt: skip
     say(f"{data.name} split {split} nntune-recipe ({arch}): {line['accuracy']:.4f} "
         f"({wall:.0f} s, {line['epochs']} epochs)")  # fmt: skip
     return line, config
@@ -506,6 +519,10 @@ def main() -> None:
                         help="batch sizes of the bag throughput runs")  # fmt: skip
     parser.add_argument("--throughput-rounds", type=int, default=3)
     parser.add_argument("--no-throughput", action="store_true")
+    parser.add_argument("--no-baselines", action="store_true",
+                        help="only nntune's runs (earlier baselines hold)")  # fmt: skip
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="a change to the recipe, as nntune train --set")  # fmt: skip
     args = parser.parse_args()
     if args.quick:
         args.splits, args.throughput_rounds = 1, 1
@@ -532,10 +549,10 @@ def main() -> None:
         lines: list[dict[str, Any]] = []
         recipe: dict[str, Any] | None = None
         for split in range(args.first_split, args.first_split + args.splits):
-            for line in baselines(data, split):
+            for line in [] if args.no_baselines else baselines(data, split):
                 emit(**line)
                 lines.append(line)
-            line, config = recipe_run(data, split, root)
+            line, config = recipe_run(data, split, root, args.set)
             recipe = recipe or config
             emit(**line)
             lines.append(line)
