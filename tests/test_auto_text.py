@@ -88,6 +88,14 @@ def test_the_recipe_is_a_bag_below_the_ratio_and_a_text_cnn_above(tmp_path: Path
     assert config["model"]["arch"] == {"name": "bag", "weighting": "tfidf"}
     assert config["data"]["tokenizer"]["ngrams"] == 2
     assert config["data"]["text"] == ["review"]
+    # a bag's millions of weights are regularized hard (a linear SVM's margin, as it were)
+    assert (config["model"]["dropout"], config["optimizer"]["weight_decay"]) == (0.5, 3.0e-2)
+    # 80 validation rows: trials ranked by loss, which label smoothing would make incomparable
+    assert config["search"]["metric"] == "val_loss" and config["loss"]["label_smoothing"] == 0.0
+    larger = understand(str(reviews(tmp_path / "larger.csv", 3200)), "sentiment")
+    config = starting_config(larger, "larger")
+    assert config["model"]["arch"]["name"] == "bag" and config["search"]["metric"] != "val_loss"
+    assert config["loss"] == {"name": "cross_entropy", "label_smoothing": 0.1}
     # many short texts: 24,000 rows of ~4 words, a ratio of ~3,800
     many = understand(str(reviews(tmp_path / "many.csv", 24000, words=(1, 4))), "sentiment")
     assert n_train(many) / many.profile["median_words"] >= TEXT_SEQUENCE_RATIO  # type: ignore[index]
