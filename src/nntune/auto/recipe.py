@@ -562,12 +562,12 @@ def text_recipe(facts: DataFacts, n: int, monitor: str) -> tuple[dict[str, Any],
         },
     }
     if not sequence:
-        # a bag of every training n-gram has millions of weights for ~10k texts: regularized as
-        # hard as a linear SVM's margin is. auto's searches on Rotten Tomatoes and fortunes beat
-        # the weaker recipe (embedding 128, dropout 0.2, decay 1e-4, lr 3e-3, cosine, smoothing
-        # 0.05, the best epoch 2-6) with points like this one on every split; on the 3 splits
-        # of each, the same training scored 0.5-1.2 points more on test, and on validation
-        # (docs/benchmarks.md#the-bags-regularization)
+        # a bag of every training n-gram has millions of weights for ~10k texts: regularized
+        # hard. auto's searches on Rotten Tomatoes and fortunes beat the weaker recipe
+        # (embedding 128, dropout 0.2, decay 1e-4, lr 3e-3, cosine, smoothing 0.05; best at
+        # epoch 2 on fortunes) with points like this one on 3 of the 4 splits where they
+        # completed a second trial; on the 3 splits of each set this one scored 0.5-1.2 points
+        # more on test, and more on validation (docs/benchmarks.md#the-bags-regularization)
         rest["optimizer"] = {"name": "adamw", "lr": 2.0e-3, "weight_decay": 3.0e-2}
         rest["schedule"] = {"name": "one_cycle", "warmup": 0.05}
         if monitor != "val_loss":  # ranked by loss, the trials share one loss: no smoothing
