@@ -88,7 +88,7 @@ def test_the_recipe_is_a_bag_below_the_ratio_and_a_text_cnn_above(tmp_path: Path
     assert config["model"]["arch"] == {"name": "bag", "weighting": "tfidf"}
     assert config["data"]["tokenizer"]["ngrams"] == 2
     assert config["data"]["text"] == ["review"]
-    # a bag's millions of weights are regularized hard (a linear SVM's margin, as it were)
+    # a bag's millions of weights are regularized hard
     assert (config["model"]["dropout"], config["optimizer"]["weight_decay"]) == (0.5, 3.0e-2)
     # 80 validation rows: trials ranked by loss, which label smoothing would make incomparable
     assert config["search"]["metric"] == "val_loss" and config["loss"]["label_smoothing"] == 0.0

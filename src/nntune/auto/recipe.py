@@ -530,44 +530,42 @@ def text_recipe(facts: DataFacts, n: int, monitor: str) -> tuple[dict[str, Any],
     categories: the loss was lowest after epoch 1, the accuracy after epoch 6)."""
     words = max(float((facts.profile or {}).get("median_words") or 1.0), 1.0)
     sequence = n / words >= TEXT_SEQUENCE_RATIO
-    if sequence:
-        tokenizer: dict[str, Any] = {"name": "word", "max_tokens": 30000, "min_freq": 2}
-        model: dict[str, Any] = {
-            "arch": {"name": "textcnn", "kernel_sizes": [3, 4, 5]},
-            "hidden": [128],
-            "embedding": 128,
-            "activation": "relu",
-            "dropout": 0.5,
-        }
-    else:
-        # TF-IDF weights (a linear model on TF-IDF n-grams, fastText-initialized): above the
-        # plain mean by 0.8 points on Rotten Tomatoes and 5.0 on fortunes (docs/benchmarks.md).
-        # Words seen once are kept: they weigh by their idf, and unknown ones weigh 0 (with the
-        # mean, min_freq 2 kept them OOV: 1 % unknown tokens in training, 25 % in validation)
-        tokenizer = bag_tokenizers(facts)[0]
-        model = {
-            "arch": {"name": "bag", "weighting": "tfidf"},
-            "hidden": [],
-            "embedding": 64,
-            "dropout": 0.5,
-        }
     rest: dict[str, Any] = {
-        "model": model,
-        "optimizer": {"name": "adamw", "lr": 3.0e-3, "weight_decay": 1.0e-4},
-        "schedule": {"name": "cosine", "warmup": 0.05},
         "train": {
             "epochs": 30,
             "batch_size": 32 if n < 5000 else 64,
             "early_stopping": {"monitor": monitor, "patience": 6, "restore_best": True},
         },
     }
-    if not sequence:
+    if sequence:
+        tokenizer: dict[str, Any] = {"name": "word", "max_tokens": 30000, "min_freq": 2}
+        rest["model"] = {
+            "arch": {"name": "textcnn", "kernel_sizes": [3, 4, 5]},
+            "hidden": [128],
+            "embedding": 128,
+            "activation": "relu",
+            "dropout": 0.5,
+        }
+        rest["optimizer"] = {"name": "adamw", "lr": 3.0e-3, "weight_decay": 1.0e-4}
+        rest["schedule"] = {"name": "cosine", "warmup": 0.05}
+    else:
+        # TF-IDF weights (a linear model on TF-IDF n-grams, fastText-initialized): above the
+        # plain mean by 0.8 points on Rotten Tomatoes and 5.0 on fortunes (docs/benchmarks.md).
+        # Words seen once are kept: they weigh by their idf, and unknown ones weigh 0 (with the
+        # mean, min_freq 2 kept them OOV: 1 % unknown tokens in training, 25 % in validation)
+        tokenizer = bag_tokenizers(facts)[0]
         # a bag of every training n-gram has millions of weights for ~10k texts: regularized
         # hard. auto's searches on Rotten Tomatoes and fortunes beat the weaker recipe
         # (embedding 128, dropout 0.2, decay 1e-4, lr 3e-3, cosine, smoothing 0.05; best at
         # epoch 2 on fortunes) with points like this one on 3 of the 4 splits where they
         # completed a second trial; on the 3 splits of each set this one scored 0.5-1.2 points
         # more on test, and more on validation (docs/benchmarks.md#the-bags-regularization)
+        rest["model"] = {
+            "arch": {"name": "bag", "weighting": "tfidf"},
+            "hidden": [],
+            "embedding": 64,
+            "dropout": 0.5,
+        }
         rest["optimizer"] = {"name": "adamw", "lr": 2.0e-3, "weight_decay": 3.0e-2}
         rest["schedule"] = {"name": "one_cycle", "warmup": 0.05}
         if monitor != "val_loss":  # ranked by loss, the trials share one loss: no smoothing
